@@ -41,12 +41,20 @@ def load_image(path, image_size):
     grayscale / 16-bit / palette / RGBA / CMYK become 8-bit RGB, and the image
     is resized (bilinear, aspect ratio not kept, as in the tutorial).
     """
+    image = open_rgb(path, image_size)
+    return np.asarray(image.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
+
+
+def open_rgb(path, min_size):
+    """Decode `path` into an upright 8-bit RGB PIL image at least ~`min_size` px.
+
+    JPEGs are decoded at a reduced scale when that still gives `min_size`;
+    other formats at full size. Raises UnreadableImageError naming the file.
+    """
     try:
         with Image.open(path) as image:
-            image = _decode_small(image, image_size)
-            image = _to_rgb8(ImageOps.exif_transpose(image))
-            image = image.resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
+            image = _decode_small(image, min_size)
+            return _to_rgb8(ImageOps.exif_transpose(image))
     except UnreadableImageError:
         raise
     except FileNotFoundError:

@@ -1,0 +1,1 @@
+"""pokedex: train SmallerVGGNet on a folder-per-class dataset and classify images."""

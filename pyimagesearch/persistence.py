@@ -1,0 +1,147 @@
+"""Writing and reading the files a training run produces, safely.
+
+Everything is written atomically (a temporary file in the same folder, then
+os.replace), so an interrupted run or a full disk leaves the previous model,
+labels and plot intact. Reading never executes code from a file: the label
+pickle goes through an allow-list unpickler and models load with Keras
+safe_mode.
+"""
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import warnings
+
+import numpy as np
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+class ArtifactError(ValueError):
+    """A model or label file that is missing, unsafe or does not fit."""
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path beside `path`; on success rename it over `path`.
+
+    `suffix` lets writers that check extensions (Keras wants .keras or .h5)
+    write to a name they accept, whatever the final name is.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
+    )
+    os.close(handle)
+    try:
+        yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())  # data on disk before the rename
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_bytes_atomic(path, data):
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        handle.write(data)
+
+
+def write_json_atomic(path, value):
+    write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_model(model, path):
+    """Save in Keras's native format at exactly `path`, whatever its extension."""
+    with atomic_path(path, suffix=".keras") as temporary:
+        model.save(temporary)
+
+
+def load_model(path):
+    """Load a native .keras zip or a tutorial-era HDF5 model from any file name.
+
+    Keras picks the format from the extension, so the file is linked under a
+    name with the right one. safe_mode refuses Lambda layers and other code
+    stored in the file.
+    """
+    import keras
+
+    suffix = {ZIP_SIGNATURE: ".keras", HDF5_SIGNATURE[:4]: ".h5"}.get(_read_head(path, 4))
+    if suffix is None:
+        raise ArtifactError(f"{path}: not a Keras model file (.keras zip or HDF5)")
+    with tempfile.TemporaryDirectory() as folder:
+        alias = os.path.join(folder, "model" + suffix)
+        os.symlink(os.path.abspath(path), alias)
+        try:
+            return keras.models.load_model(alias, compile=False, safe_mode=True)
+        except Exception as error:  # Keras raises many types; all mean "unusable"
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ArtifactError(
+                f"{path}: cannot load model ({type(error).__name__}: {reason[:300]})"
+            ) from None
+
+
+def _read_head(path, size):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: file not found") from None
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def save_label_binarizer(label_binarizer, path):
+    """Pickle the fitted LabelBinarizer, as the tutorial's lb.pickle."""
+    write_bytes_atomic(path, pickle.dumps(label_binarizer))
+
+
+# Everything a LabelBinarizer pickle needs, from the tutorial's scikit-learn
+# 0.19 era to today, and nothing else.
+_ALLOWED_GLOBALS = {
+    ("sklearn.preprocessing._label", "LabelBinarizer"),
+    ("sklearn.preprocessing.label", "LabelBinarizer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _LabelBinarizerUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module == "sklearn.preprocessing.label":  # removed module of old pickles
+            module = "sklearn.preprocessing._label"
+        return super().find_class(module, name)
+
+
+def load_label_binarizer(path):
+    """Read lb.pickle without executing anything but LabelBinarizer/numpy setup."""
+    data = _read_head(path, 64 * 1024 * 1024)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # InconsistentVersionWarning on old pickles
+            label_binarizer = _LabelBinarizerUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as error:
+        raise ArtifactError(f"{path}: unsafe or invalid label file ({error})") from None
+    except Exception as error:
+        raise ArtifactError(f"{path}: not a label file ({type(error).__name__})") from None
+    classes = getattr(label_binarizer, "classes_", None)
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+        raise ArtifactError(f"{path}: not a fitted LabelBinarizer")
+    return label_binarizer
+
+
+def sidecar_path(model_path, kind):
+    """Files that describe a model sit beside it: pokedex.model.labels.json, ..."""
+    return f"{model_path}.{kind}.json"

@@ -1,0 +1,117 @@
+"""tf.data input pipelines, the stratified split and the two augmenters.
+
+Batches are gathered from the memory-mapped uint8 cache (pyimagesearch.dataset)
+in parallel and prefetched, so the model never waits on Python and the whole
+dataset is never held in RAM as floats.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+from keras import layers
+import keras
+
+# The tutorial's ImageDataGenerator settings, the single source for both
+# augmenters. Note: ImageDataGenerator reads shear_range as degrees, so the
+# tutorial's 0.2 is a 0.2 degree shear (almost none); we keep it literal.
+AUGMENTATION = {
+    "rotation_range": 25,  # degrees, +/-
+    "width_shift_range": 0.1,  # fraction of width, +/-
+    "height_shift_range": 0.1,
+    "shear_range": 0.2,  # degrees, +/-
+    "zoom_range": 0.2,  # scale in [0.8, 1.2], x and y independently
+    "horizontal_flip": True,
+    "fill_mode": "nearest",
+}
+AUGMENTERS = ("layers", "imagedatagenerator", "none")
+
+
+def stratified_split(labels, fraction, seed, warn=print):
+    """Split row indices per class so each class keeps its share in both parts.
+
+    Returns (train_indices, holdout_indices). A class too small to give both
+    parts at least one image goes entirely to training, with a warning.
+    """
+    rng = np.random.default_rng(seed)
+    train, holdout = [], []
+    for class_index in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == class_index))
+        count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+        if count < 1:
+            warn(f"[WARNING] class index {class_index} has only {len(rows)} image(s): "
+                 "all used for training, none held out")
+            count = 0
+        holdout.extend(rows[:count])
+        train.extend(rows[count:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(holdout, dtype=np.int64))
+
+
+def make_dataset(images, labels, indices, num_classes, batch_size, training, seed,
+                 augmenter="layers"):
+    """A tf.data.Dataset of (uint8-valued float32 images (B, S, S, 3), one-hot (B, C))."""
+    image_shape = images.shape[1:]
+    labels_tensor = tf.constant(labels, dtype=tf.int32)
+
+    def gather(batch_indices):
+        order = np.argsort(batch_indices)  # sorted reads are sequential on disk
+        batch = np.empty((len(batch_indices),) + image_shape, dtype=np.uint8)
+        batch[order] = images[batch_indices[order]]
+        return batch
+
+    def load_batch(batch_indices):
+        batch = tf.numpy_function(gather, [batch_indices], tf.uint8, stateful=False)
+        batch = tf.ensure_shape(batch, (None,) + image_shape)
+        one_hot = tf.one_hot(tf.gather(labels_tensor, batch_indices), num_classes)
+        return tf.cast(batch, tf.float32), one_hot
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
+    if training:
+        dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augmenter != "none":
+        augment = make_augmenter(augmenter, seed)
+        dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def make_augmenter(name, seed):
+    """Return a function (B, S, S, 3) float32 -> augmented, usable inside tf.data."""
+    if name == "layers":
+        return _layers_augmenter(seed)
+    if name == "imagedatagenerator":
+        return _image_data_generator_augmenter()
+    raise ValueError(f"unknown augmenter {name!r}; choose one of {', '.join(AUGMENTERS)}")
+
+
+def _layers_augmenter(seed):
+    """Keras preprocessing layers: run as TF ops inside the tf.data graph."""
+    fill = AUGMENTATION["fill_mode"]
+    zoom = AUGMENTATION["zoom_range"]
+    shift_x, shift_y = AUGMENTATION["width_shift_range"], AUGMENTATION["height_shift_range"]
+    shear = math.tan(math.radians(AUGMENTATION["shear_range"]))  # degrees -> x offset per row
+    stack = [
+        layers.RandomRotation(AUGMENTATION["rotation_range"] / 360, fill_mode=fill, seed=seed),
+        layers.RandomTranslation(shift_y, shift_x, fill_mode=fill, seed=seed + 1),
+        layers.RandomShear(x_factor=shear, y_factor=0.0, fill_mode=fill, seed=seed + 2),
+        layers.RandomZoom((-zoom, zoom), (-zoom, zoom), fill_mode=fill, seed=seed + 3),
+    ]
+    if AUGMENTATION["horizontal_flip"]:
+        stack.append(layers.RandomFlip("horizontal", seed=seed + 4))
+    model = keras.Sequential(stack, name="augmentation")
+    return lambda batch: model(batch, training=True)
+
+
+def _image_data_generator_augmenter():
+    """The tutorial's literal ImageDataGenerator, one image at a time in Python."""
+    generator = tf.keras.preprocessing.image.ImageDataGenerator(**AUGMENTATION)
+
+    def transform(batch):
+        # random_transform draws from NumPy's global RNG, seeded by --seed.
+        return np.stack([generator.random_transform(image) for image in batch])
+
+    def augment(batch):
+        augmented = tf.numpy_function(transform, [batch], tf.float32)
+        return tf.ensure_shape(augmented, batch.shape)
+
+    return augment

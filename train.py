@@ -1,0 +1,82 @@
+"""Train SmallerVGGNet on a folder-per-class dataset.
+
+    python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle
+"""
+
+import os
+import sys
+
+from pyimagesearch import cli
+
+
+def parse_args(argv=None):
+    parser = cli.ArgumentParser(
+        description="Train SmallerVGGNet on DATASET/<class>/<images> and save the model, "
+                    "the pickled LabelBinarizer and a plot of the training curves.")
+    paths = parser.add_argument_group("inputs and outputs")
+    paths.add_argument("-d", "--dataset", required=True,
+                       help="folder with one sub-folder of images per class")
+    paths.add_argument("-m", "--model", required=True,
+                       help="where to save the model (Keras native format, any file name)")
+    paths.add_argument("-l", "--labelbin", required=True,
+                       help="where to save the pickled scikit-learn LabelBinarizer")
+    paths.add_argument("-p", "--plot", default="plot.png",
+                       help="where to save the loss/accuracy plot (default: %(default)s)")
+    paths.add_argument("--cache-dir", default=None,
+                       help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
+                            "or ~/.cache/pokedex)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=cli.positive_int, default=100,
+                          help="maximum number of epochs (default: %(default)s, the tutorial's)")
+    training.add_argument("--batch-size", type=cli.positive_int, default=32,
+                          help="images per step (default: %(default)s)")
+    training.add_argument("--lr", type=cli.positive_float, default=1e-3,
+                          help="Adam's initial learning rate, decayed as lr/epochs like the "
+                               "tutorial (default: %(default)s)")
+    training.add_argument("--patience", type=int, default=0,
+                          help="stop after this many epochs without a lower validation loss; "
+                               "0 never stops early (default: %(default)s). The epoch with the "
+                               "lowest validation loss is always the one saved")
+    training.add_argument("--image-size", type=int, default=96,
+                          help="images are resized to this many pixels square "
+                               "(default: %(default)s, at least 12)")
+    training.add_argument("--val-split", type=cli.fraction, default=0.2,
+                          help="share of each class held out for validation, stratified "
+                               "(default: %(default)s)")
+    training.add_argument("--augmenter", choices=("layers", "imagedatagenerator", "none"),
+                          default="layers",
+                          help="'layers': Keras preprocessing layers inside tf.data; "
+                               "'imagedatagenerator': the tutorial's literal (deprecated) "
+                               "ImageDataGenerator; 'none' (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=42,
+                          help="seed for the split, weights and augmentation "
+                               "(default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.image_size < 12:
+        parser.error(f"argument --image-size: must be at least 12, e.g. 96 (got {args.image_size})")
+    if args.patience < 0:
+        parser.error(f"argument --patience: must be 0 or more (got {args.patience})")
+    if not os.path.isdir(args.dataset):
+        parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from pyimagesearch import dataset, persistence, training  # after --help: TF loads slowly
+
+    settings = dict(vars(args))
+    settings["cache_dir"] = args.cache_dir or training.default_cache_dir()
+    try:
+        training.train(settings)
+    except (dataset.DatasetError, persistence.ArtifactError) as error:
+        cli.fail("train.py", str(error))
+    except KeyboardInterrupt:
+        cli.fail("train.py", "interrupted; nothing was saved and any previous model, "
+                             "labels and plot are unchanged", code=cli.INTERRUPTED)
+    except OSError as error:  # full disk, permission denied on an output path
+        cli.fail("train.py", f"{error.filename or ''}: {error.strerror or error}", code=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
