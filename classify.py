@@ -39,8 +39,15 @@ def main(argv=None):
         if not os.path.isfile(path):
             cli.fail("classify.py", f"{flag}: file not found: {path}")
 
+    from pyimagesearch.imageio import UnreadableImageError, open_rgb
+
+    try:  # a bad image is reported before TensorFlow's slow start
+        open_rgb(args.image, 8)
+    except UnreadableImageError as error:
+        cli.fail("classify.py", f"--image: {error}")
+
+    cli.import_tensorflow_quietly()
     from pyimagesearch import annotate, inference, persistence
-    from pyimagesearch.imageio import UnreadableImageError
 
     try:
         classifier = inference.Classifier(args.model, args.labelbin)

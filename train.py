@@ -63,7 +63,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from pyimagesearch import dataset, persistence, training  # after --help: TF loads slowly
+    from pyimagesearch import dataset, persistence, training
 
     settings = dict(vars(args))
     settings["cache_dir"] = args.cache_dir or training.default_cache_dir()

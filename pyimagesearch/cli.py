@@ -4,7 +4,6 @@ import argparse
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter hides our own messages; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 USAGE_ERROR = 2  # argparse's own code for a bad argument
@@ -46,6 +45,29 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, e.g. 1e-3 (got {value})")
     return value
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up chatter silenced.
+
+    TF 2.21 prints oneDNN / CUDA-stub / cuInit lines to stderr through absl
+    before TF_CPP_MIN_LOG_LEVEL applies; they bury our one-line messages. We
+    point file descriptor 2 at /dev/null while TF starts and probes devices,
+    then restore it. Python exceptions still surface (raised after restore).
+    Returns a short description of the devices TF will use.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return f"{len(gpus)} GPU(s)" if gpus else "CPU only"
 
 
 def fail(prog, message, code=USAGE_ERROR):

@@ -5,8 +5,8 @@
       pikachu/   ...
 
 Class name = folder name, classes sorted; hidden folders (`.ipynb_checkpoints`)
-and hidden files (`.DS_Store`) are ignored. Every other file is tried as an
-image by content; a file that does not decode is skipped with one warning line
+are ignored. Every file, `.DS_Store` included, is tried as an image by
+content; a file that does not decode is skipped with one warning line
 naming it, and counted.
 
 Decoding happens once, in parallel threads (PIL releases the GIL while it
@@ -68,10 +68,9 @@ def list_class_files(root):
         # followlinks=False: a symlink loop inside a class folder cannot hang us.
         for folder, subfolders, names in os.walk(class_dir, followlinks=False):
             subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-            for name in sorted(names):
-                if not name.startswith("."):
-                    relative = os.path.relpath(os.path.join(folder, name), root)
-                    files.append((relative, class_index))
+            for name in sorted(names):  # hidden files too: judged by content
+                relative = os.path.relpath(os.path.join(folder, name), root)
+                files.append((relative, class_index))
     return class_names, files
 
 
@@ -131,8 +130,13 @@ def _read_cache(cache_path, image_size):
         images = np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
         if images.shape[1:] != (image_size, image_size, 3):
             return {}, None
+        # An index from another run (killed mid-write, or two runs at once) must
+        # not map paths onto the wrong rows: every row exactly once, or rebuild.
+        rows = sorted(entry["row"] for entry in index["files"].values() if "row" in entry)
+        if rows != list(range(len(images))):
+            return {}, None
         return index["files"], images
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}, None
 
 
@@ -188,6 +192,12 @@ def _write_cache(cache_path, root, files, keys, rows, decoded, old_index, old_im
         row += 1
     images.flush()
     del images
+    # Drop the old index first: a run killed before the new one is written then
+    # leaves no index (a full rebuild), never an old index over the new array.
+    try:
+        os.remove(cache_path + ".json")
+    except FileNotFoundError:
+        pass
     os.replace(temporary, cache_path + ".npy")
     with open(cache_path + ".json.tmp", "w") as handle:
         json.dump({"version": CACHE_VERSION, "image_size": image_size,

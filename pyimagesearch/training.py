@@ -16,18 +16,12 @@ import numpy as np
 
 from pyimagesearch import dataset as dataset_lib
 from pyimagesearch import persistence
+from pyimagesearch.cli import import_tensorflow_quietly
 from pyimagesearch.plots import plot_history
 
 
 def train(settings, log=print):
     """Train per `settings` (a dict of train.py's resolved flags); return the history."""
-    import keras  # imported here so `train.py --help` and argument errors stay instant
-    from sklearn.preprocessing import LabelBinarizer
-
-    from pyimagesearch import pipeline
-    from pyimagesearch.smallervggnet import SmallerVGGNet
-
-    keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
     image_size = settings["image_size"]
     log(f"[INFO] loading images from {settings['dataset']}...")
     folder = dataset_lib.load_image_folder(settings["dataset"], image_size,
@@ -49,6 +43,15 @@ def train(settings, log=print):
     log("[INFO] " + ", ".join(f"{name}: {int(np.sum(labels == i))}"
                               for i, name in enumerate(class_names)))
 
+    # Imported only now, so dataset mistakes are reported without TF's slow start.
+    log(f"[INFO] TensorFlow device: {import_tensorflow_quietly()}")
+    import keras
+    from sklearn.preprocessing import LabelBinarizer
+
+    from pyimagesearch import pipeline
+    from pyimagesearch.smallervggnet import SmallerVGGNet
+
+    keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
     train_rows, val_rows = pipeline.stratified_split(labels, settings["val_split"],
                                                      settings["seed"], warn=log)
     if len(val_rows) == 0:

@@ -1,0 +1,66 @@
+"""Shared helpers: tiny generated images and a small folder-per-class dataset.
+
+Everything is drawn with Pillow/numpy inside pytest's tmp_path; nothing is
+downloaded and nothing here imports TensorFlow, so these tests stay fast.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# `python -m pytest` (make test) already puts the repo root on sys.path; a bare
+# `pytest` does not, so add it here and both ways import `pyimagesearch`.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+RED = (200, 30, 30)
+GREEN = (30, 200, 30)
+BLUE = (30, 30, 200)
+
+
+def make_image(path, size=(32, 32), color=RED, mode="RGB", format="PNG", **save_args):
+    """Write a solid-colour image to `path` (any name: the format is explicit)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    Image.new(mode, size, color).save(path, format=format, **save_args)
+    return path
+
+
+def make_noise_image(path, size=(64, 64), format="PNG", seed=0, **save_args):
+    """Write random RGB pixels: compresses badly, so truncating it cuts pixel data."""
+    path = os.fspath(path)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=format, **save_args)
+    return path
+
+
+def assert_color_near(pixel, color, tolerance=12):
+    """`pixel` (an RGB triple) is within `tolerance` of `color` in every channel."""
+    difference = np.abs(np.asarray(pixel, dtype=int) - np.asarray(color, dtype=int))
+    assert difference.max() <= tolerance, f"pixel {tuple(pixel)} is not near {color}"
+
+
+@pytest.fixture
+def dataset_root(tmp_path):
+    """A three-class dataset of small PNG/JPEG files, one colour per class.
+
+        dataset/
+          bulbasaur/  a.png  b.jpg          (green)
+          charmander/ a.png  b.png  c.jpg   (red)
+          squirtle/   a.png  b.png          (blue)
+    """
+    root = tmp_path / "dataset"
+    layout = {
+        "bulbasaur": (GREEN, ["a.png", "b.jpg"]),
+        "charmander": (RED, ["a.png", "b.png", "c.jpg"]),
+        "squirtle": (BLUE, ["a.png", "b.png"]),
+    }
+    for class_name, (color, names) in layout.items():
+        for name in names:
+            image_format = "JPEG" if name.endswith(".jpg") else "PNG"
+            make_image(root / class_name / name, size=(24, 24), color=color, format=image_format)
+    return root

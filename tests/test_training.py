@@ -1,0 +1,91 @@
+"""Training in-process on tiny images: two classes learn, augmenters run, saves are atomic."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("tensorflow")
+
+from pyimagesearch import pipeline, training  # noqa: E402
+from pyimagesearch.inference import Classifier  # noqa: E402
+
+
+def make_class(folder, color, count, seed):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for index in range(count):
+        pixels = np.clip(rng.normal(color, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+
+
+def settings_for(tmp_path, **overrides):
+    settings = {"dataset": str(tmp_path / "data"), "model": str(tmp_path / "m.model"),
+                "labelbin": str(tmp_path / "lb.pickle"), "plot": str(tmp_path / "plot.png"),
+                "cache_dir": str(tmp_path / "cache"), "epochs": 6, "batch_size": 8,
+                "lr": 1e-3, "patience": 0, "image_size": 16, "val_split": 0.25,
+                "augmenter": "none", "seed": 1}
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def two_classes(tmp_path):
+    make_class(tmp_path / "data" / "dark", (40, 40, 40), 24, 0)
+    make_class(tmp_path / "data" / "light", (215, 215, 215), 24, 1)
+    return tmp_path
+
+
+def test_two_classes_learn_and_classify(two_classes):
+    # LabelBinarizer gives ONE column for two classes; training must still use two.
+    settings = settings_for(two_classes)
+    history = training.train(settings, log=lambda message: None)
+    assert history["loss"][-1] < history["loss"][0]
+    assert max(history["accuracy"]) >= 0.9
+    classifier = Classifier(settings["model"], settings["labelbin"])
+    assert classifier.class_names == ["dark", "light"]
+    assert classifier.model.output_shape == (None, 2)
+    probabilities = classifier.predict([two_classes / "data" / "dark" / "0.png"])
+    assert probabilities.shape == (1, 2)
+    np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+
+
+def test_failed_save_leaves_previous_outputs_intact(two_classes, monkeypatch):
+    settings = settings_for(two_classes, epochs=1)
+    for key in ("model", "labelbin", "plot"):
+        (two_classes / settings[key].split("/")[-1]).write_bytes(b"previous " + key.encode())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "plot_history", disk_full)
+    with pytest.raises(OSError):
+        training.train(settings, log=lambda message: None)
+    assert (two_classes / "m.model").read_bytes() == b"previous model"
+    assert (two_classes / "lb.pickle").read_bytes() == b"previous labelbin"
+    assert (two_classes / "plot.png").read_bytes() == b"previous plot"
+    assert not [p for p in two_classes.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("augmenter", ["layers", "imagedatagenerator"])
+def test_augmenters_change_training_batches_only(augmenter):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (10, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(10) % 2
+    indices = np.arange(10)
+    train = pipeline.make_dataset(images, labels, indices, 2, 10, True, 3, augmenter)
+    val = pipeline.make_dataset(images, labels, indices, 2, 10, False, 3, augmenter)
+    (train_x, train_y), = train.take(1).as_numpy_iterator()
+    (val_x, val_y), = val.take(1).as_numpy_iterator()
+    assert train_x.shape == val_x.shape == (10, 16, 16, 3)
+    assert train_y.shape == (10, 2)
+    np.testing.assert_array_equal(val_x, images.astype(np.float32))  # validation untouched
+    assert not np.array_equal(np.sort(train_x.ravel()), np.sort(images.ravel().astype(np.float32)))
+
+
+def test_every_epoch_sees_every_training_image():
+    # Guards against Keras 3 cutting alternate epochs to one batch.
+    images = np.zeros((37, 12, 12, 3), dtype=np.uint8)
+    labels = np.arange(37) % 3
+    dataset = pipeline.make_dataset(images, labels, np.arange(37), 3, 8, True, 0, "none")
+    for _ in range(2):
+        assert sum(len(y) for _, y in dataset.as_numpy_iterator()) == 37
