@@ -74,3 +74,16 @@ def fail(prog, message, code=USAGE_ERROR):
     """Print `prog: error: message` on one line and exit with `code`."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def run(main):
+    """Run a script's main(): Ctrl-C exits 130 and a closed pipe (`| head`) exits quietly."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # Python would print a traceback when flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
