@@ -4,6 +4,7 @@
 """
 
 import os
+import signal
 import sys
 
 from pyimagesearch import cli
@@ -48,6 +49,10 @@ def parse_args(argv=None):
                           help="'layers': Keras preprocessing layers inside tf.data; "
                                "'imagedatagenerator': the tutorial's literal (deprecated) "
                                "ImageDataGenerator; 'none' (default: %(default)s)")
+    training.add_argument("--restart", action="store_true",
+                          help="discard the checkpoint of an interrupted run (MODEL.run/) "
+                               "instead of resuming it; by default re-running the same command "
+                               "resumes after the last completed epoch")
     training.add_argument("--seed", type=int, default=42,
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
@@ -67,13 +72,20 @@ def main(argv=None):
 
     settings = dict(vars(args))
     settings["cache_dir"] = args.cache_dir or training.default_cache_dir()
+    # A polite kill (SIGTERM: logout, `kill`, a scheduler) stops like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         training.train(settings)
     except (dataset.DatasetError, persistence.ArtifactError) as error:
         cli.fail("train.py", str(error))
+    except training.Interrupted as stop:
+        cli.fail("train.py", f"interrupted after {stop.epochs_done} completed epoch(s), "
+                             f"saved in {stop.run_path}; run the same command again to resume "
+                             "(previous model, labels and plot are unchanged)",
+                 code=cli.INTERRUPTED)
     except KeyboardInterrupt:
-        cli.fail("train.py", "interrupted; nothing was saved and any previous model, "
-                             "labels and plot are unchanged", code=cli.INTERRUPTED)
+        cli.fail("train.py", "interrupted before training started; nothing was saved and any "
+                             "previous model, labels and plot are unchanged", code=cli.INTERRUPTED)
     except OSError as error:  # full disk, permission denied on an output path
         cli.fail("train.py", f"{error.filename or ''}: {error.strerror or error}", code=1)
 

@@ -1,0 +1,140 @@
+"""Faults during training: SIGKILL then resume, Ctrl-C, changed classes, --restart."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from pyimagesearch import training  # noqa: E402
+from pyimagesearch.checkpoints import ResumeError  # noqa: E402
+from pyimagesearch.inference import Classifier  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_dataset(root, classes=("dark", "light"), count=40):
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        level = 40 + 170 * index / max(1, len(classes) - 1)
+        for image in range(count):
+            pixels = np.clip(rng.normal(level, 20, (20, 20, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{image}.png")
+
+
+def settings_for(root, **overrides):
+    settings = {"dataset": str(root / "data"), "model": str(root / "m.model"),
+                "labelbin": str(root / "lb.pickle"), "plot": str(root / "plot.png"),
+                "cache_dir": str(root / "cache"), "epochs": 4, "batch_size": 8, "lr": 1e-3,
+                "patience": 0, "image_size": 16, "val_split": 0.25, "augmenter": "none",
+                "seed": 3, "restart": False}
+    settings.update(overrides)
+    return settings
+
+
+def read_state(root):
+    try:
+        return json.loads((root / "m.model.run" / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_sigkill_mid_epoch_then_rerun_finishes_all_epochs(tmp_path):
+    make_dataset(tmp_path / "data", count=40)
+    command = [sys.executable, os.path.join(REPO, "train.py"), "-d", "data", "-m", "m.model",
+               "-l", "lb.pickle", "--epochs", "4", "--image-size", "16", "--batch-size", "2",
+               "--cache-dir", "cache"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while (read_state(tmp_path) or {}).get("epoch", 0) < 1 and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch (an epoch is 30 steps, ~1 s)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = read_state(tmp_path)["epoch"]
+    assert 1 <= killed_at < 4
+    assert not (tmp_path / "m.model").exists()  # nothing final written by a killed run
+
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resuming after epoch {killed_at}" in result.stdout
+    assert f"Epoch {killed_at + 1}/4" in result.stdout
+    assert "Epoch 1/4" not in result.stdout
+    description = json.loads((tmp_path / "m.model.settings.json").read_text())
+    assert description["epochs_run"] == 4
+    assert not (tmp_path / "m.model.run").exists()  # checkpoints removed once saved
+    probabilities = Classifier(str(tmp_path / "m.model"), str(tmp_path / "lb.pickle")).predict(
+        [tmp_path / "data" / "dark" / "0.png"])
+    assert probabilities.shape == (1, 2)
+
+
+class CtrlCAtEpoch(keras.callbacks.Callback):
+    """Delivers a real SIGINT to this process in the middle of an epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.current = epoch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture
+def interrupted_run(tmp_path, monkeypatch):
+    """Train, Ctrl-C in epoch 3; the previous model/labels/plot are placeholders."""
+    make_dataset(tmp_path / "data")
+    for name in ("m.model", "lb.pickle", "plot.png"):
+        (tmp_path / name).write_bytes(b"previous " + name.encode())
+    real_fit = keras.Model.fit
+
+    def fit_with_ctrl_c(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs["callbacks"]) + [CtrlCAtEpoch(2)]
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_with_ctrl_c)
+    with pytest.raises(training.Interrupted) as stop:
+        training.train(settings_for(tmp_path), log=lambda message: None)
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    return tmp_path, stop.value
+
+
+def test_ctrl_c_keeps_previous_outputs_and_the_completed_epochs(interrupted_run):
+    root, stop = interrupted_run
+    assert stop.epochs_done == 2 and stop.run_path.endswith("m.model.run")
+    for name in ("m.model", "lb.pickle", "plot.png"):
+        assert (root / name).read_bytes() == b"previous " + name.encode()
+    assert read_state(root)["epoch"] == 2
+    history = training.train(settings_for(root), log=lambda message: None)  # resumes
+    assert len(history["loss"]) == 4
+    assert (root / "m.model").read_bytes()[:2] == b"PK"
+
+
+def test_changed_class_folders_refuse_to_resume(interrupted_run):
+    root, _ = interrupted_run
+    with pytest.raises(ResumeError, match="--image-size was 16"):
+        training.train(settings_for(root, image_size=24), log=lambda message: None)
+    make_dataset(root / "more", classes=("eevee",), count=8)
+    os.rename(root / "more" / "eevee", root / "data" / "eevee")
+    with pytest.raises(ResumeError, match="class folders changed.*added: eevee.*--restart"):
+        training.train(settings_for(root), log=lambda message: None)
+    history = training.train(settings_for(root, restart=True, epochs=1), log=lambda m: None)
+    assert len(history["loss"]) == 1
+    assert Classifier(str(root / "m.model"), str(root / "lb.pickle")).class_names == [
+        "dark", "eevee", "light"]
