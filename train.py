@@ -25,7 +25,7 @@ def parse_args(argv=None):
                        help="where to save the loss/accuracy plot (default: %(default)s)")
     paths.add_argument("--cache-dir", default=None,
                        help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
-                            "or ~/.cache/pokedex)")
+                            "or MODEL.cache beside the model)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=cli.positive_int, default=100,
                           help="maximum number of epochs (default: %(default)s, the tutorial's)")
@@ -71,7 +71,7 @@ def main(argv=None):
     from pyimagesearch import dataset, persistence, training
 
     settings = dict(vars(args))
-    settings["cache_dir"] = args.cache_dir or training.default_cache_dir()
+    settings["cache_dir"] = args.cache_dir or training.default_cache_dir(args.model)
     # A polite kill (SIGTERM: logout, `kill`, a scheduler) stops like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

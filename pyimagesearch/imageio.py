@@ -24,6 +24,9 @@ MAX_DECODED_PIXELS = Image.MAX_IMAGE_PIXELS
 # its hard limit (2x) is lifted so a huge JPEG can still be draft-decoded small.
 Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+# Damaged files make PIL warn ("Tag data larger than file", "Truncated File
+# Read"); we report each unusable file once ourselves, so these are noise.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Transparent pixels (RGBA sprites, palette PNGs) are composited onto white,
 # the background most product-style and sprite images use.
