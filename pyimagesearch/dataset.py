@@ -19,6 +19,7 @@ the dataset (the tutorial kept every image in RAM as float32).
 """
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -85,25 +86,53 @@ def load_image_folder(root, image_size, cache_dir, log=print):
     cache_path = _cache_path(cache_dir, root, image_size)
     old_index, old_images = _read_cache(cache_path, image_size)
     keys = [_file_key(root, relative) for relative, _ in files]
-    decoded = _decode_missing(root, files, keys, old_index, image_size, log)
+    fresh = [key is not None and old_index.get(relative, {}).get("key") == key
+             for (relative, _), key in zip(files, keys)]
+    if all(fresh) and len(old_index) == len(files) and old_images is not None:
+        entries, images = [old_index[relative] for relative, _ in files], old_images
+    else:
+        entries, images = _rebuild_cache(cache_path, root, files, keys, fresh, old_index,
+                                         old_images, image_size, log)
 
-    rows, paths, labels, skipped = [], [], [], []
-    for (relative, class_index), key in zip(files, keys):
-        result = decoded.get(relative) or old_index.get(relative)
-        if key is None:
+    paths, labels, skipped = [], [], []
+    for (relative, class_index), entry in zip(files, entries):
+        if entry is None:
             skipped.append(f"{relative}: disappeared or unreadable while scanning")
-        elif "error" in result:
-            skipped.append(result["error"])
-        else:
-            rows.append(result)
+        elif "error" in entry:
+            skipped.append(entry["error"])
+        else:  # rows are written in file order, so row i belongs to paths[i]
             paths.append(relative)
             labels.append(class_index)
     for message in skipped:
         log(f"[WARNING] skipped {message}")
-
-    images = _write_cache(cache_path, root, files, keys, rows, decoded, old_index,
-                          old_images, image_size)
     return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped)
+
+
+def row_reader(images):
+    """Return read(indices) -> (B, S, S, 3) uint8 copies of rows of `images`.
+
+    For a memory-mapped cache, rows are read with pread: pages touched
+    through a memmap count towards the process's resident memory (RSS), so
+    over an epoch it would grow to the size of the whole cache; pages read
+    with pread stay in the OS page cache, which is not charged to us.
+    """
+    image_shape = images.shape[1:]
+    if not (isinstance(images, np.memmap) and images.filename):
+        return lambda indices: np.asarray(images[np.asarray(indices)])
+    handle = open(images.filename, "rb")  # kept open by the closure for the reader's life
+    row_bytes = int(np.prod(image_shape))
+    offset = images.offset
+
+    def read(indices):
+        batch = np.empty((len(indices),) + image_shape, dtype=np.uint8)
+        for slot in np.argsort(indices):  # ascending offsets: sequential disk reads
+            target = memoryview(batch[slot].reshape(-1))
+            position = offset + int(indices[slot]) * row_bytes
+            if os.preadv(handle.fileno(), [target], position) != row_bytes:
+                raise OSError(f"{images.filename}: cache file is shorter than expected")
+        return batch
+
+    return read
 
 
 def _cache_path(cache_dir, root, image_size):
@@ -140,16 +169,15 @@ def _read_cache(cache_path, image_size):
         return {}, None
 
 
-def _decode_missing(root, files, keys, old_index, image_size, log):
-    """Decode, in parallel, every file whose (size, mtime) is not in the cache."""
-    todo = [
-        relative
-        for (relative, _), key in zip(files, keys)
-        if key is not None and old_index.get(relative, {}).get("key") != key
-    ]
-    results = {}
-    if not todo:
-        return results
+def _rebuild_cache(cache_path, root, files, keys, fresh, old_index, old_images, image_size,
+                   log):
+    """Write a new cache: reused rows copied, new files decoded in parallel.
+
+    Rows stream to disk in file order as they are decoded, so memory stays
+    flat however large the dataset. Returns (entries per file, images).
+    """
+    todo = [relative for (relative, _), key, ok in zip(files, keys, fresh)
+            if key is not None and not ok]
 
     def decode(relative):
         try:
@@ -158,40 +186,40 @@ def _decode_missing(root, files, keys, old_index, image_size, log):
             # Stored relative so the cache survives moving the dataset folder.
             return {"error": str(error).replace(os.path.join(root, ""), "", 1)}
 
-    progress = _Progress(len(todo), f"Decoding {len(todo)} new or changed images", log)
-    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
-        for relative, result in zip(todo, pool.map(decode, todo)):
-            results[relative] = result
-            progress.step()
-    return results
-
-
-def _write_cache(cache_path, root, files, keys, rows, decoded, old_index, old_images,
-                 image_size):
-    """Write the images of `rows` to a fresh cache (atomically) and map it."""
-    unchanged = not decoded and old_images is not None and len(old_index) == len(files)
-    if unchanged and [r["row"] for r in rows] == list(range(len(rows))):
-        return old_images[: len(rows)] if len(rows) < len(old_images) else old_images
-
-    os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+    os.makedirs(cache_dir_of(cache_path), exist_ok=True)
     temporary = f"{cache_path}.tmp-{os.getpid()}.npy"
-    images = np.lib.format.open_memmap(
-        temporary, mode="w+", dtype=np.uint8, shape=(len(rows), image_size, image_size, 3)
-    )
-    new_index = {}
-    row = 0
-    for (relative, _), key in zip(files, keys):
-        result = decoded.get(relative) or old_index.get(relative)
-        if key is None or result is None:
-            continue
-        if "error" in result:
-            new_index[relative] = {"key": key, "error": result["error"]}
-            continue
-        images[row] = result["pixels"] if "pixels" in result else old_images[result["row"]]
-        new_index[relative] = {"key": key, "row": row}
-        row += 1
-    images.flush()
-    del images
+    read_old = row_reader(old_images) if old_images is not None else None
+    header = _npy_header(len(files), image_size)  # rewritten with the real count below
+    progress = _Progress(len(todo), f"Decoding {len(todo)} new or changed images", log)
+    entries, count = [], 0
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool, open(temporary, "wb") as out:
+        out.write(header)
+        decoded = pool.map(decode, todo)  # yields in `todo` order, which is file order
+        for (relative, _), key, ok in zip(files, keys, fresh):
+            if key is None:
+                entries.append(None)
+                continue
+            if ok:
+                entry = old_index[relative]
+                pixels = read_old([entry["row"]])[0] if "row" in entry else None
+                error = entry.get("error")
+            else:
+                result = next(decoded)
+                progress.step()
+                pixels, error = result.get("pixels"), result.get("error")
+            if pixels is None:
+                entries.append({"key": key, "error": error})
+                continue
+            out.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+            entries.append({"key": key, "row": count})
+            count += 1
+        final_header = _npy_header(count, image_size)
+        if len(final_header) != len(header):  # numpy pads headers so this should not happen
+            raise OSError(f"{temporary}: unexpected .npy header size")
+        out.seek(0)
+        out.write(final_header)
+        out.flush()
+        os.fsync(out.fileno())
     # Drop the old index first: a run killed before the new one is written then
     # leaves no index (a full rebuild), never an old index over the new array.
     try:
@@ -199,11 +227,24 @@ def _write_cache(cache_path, root, files, keys, rows, decoded, old_index, old_im
     except FileNotFoundError:
         pass
     os.replace(temporary, cache_path + ".npy")
+    index = {relative: entry for (relative, _), entry in zip(files, entries) if entry}
     with open(cache_path + ".json.tmp", "w") as handle:
         json.dump({"version": CACHE_VERSION, "image_size": image_size,
-                   "root": os.path.abspath(root), "files": new_index}, handle)
+                   "root": os.path.abspath(root), "files": index}, handle)
     os.replace(cache_path + ".json.tmp", cache_path + ".json")
-    return np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
+    return entries, np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
+
+
+def cache_dir_of(cache_path):
+    return os.path.dirname(cache_path) or "."
+
+
+def _npy_header(rows, image_size):
+    """The .npy header of a (rows, S, S, 3) uint8 array (numpy pads it to a fixed size)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {
+        "descr": "|u1", "fortran_order": False, "shape": (rows, image_size, image_size, 3)})
+    return buffer.getvalue()
 
 
 class _Progress:

@@ -9,8 +9,10 @@ import math
 
 import numpy as np
 import tensorflow as tf
-from keras import layers
 import keras
+from keras import layers
+
+from pyimagesearch.dataset import row_reader
 
 # The tutorial's ImageDataGenerator settings, the single source for both
 # augmenters. Note: ImageDataGenerator reads shear_range as degrees, so the
@@ -53,11 +55,7 @@ def make_dataset(images, labels, indices, num_classes, batch_size, training, see
     image_shape = images.shape[1:]
     labels_tensor = tf.constant(labels, dtype=tf.int32)
 
-    def gather(batch_indices):
-        order = np.argsort(batch_indices)  # sorted reads are sequential on disk
-        batch = np.empty((len(batch_indices),) + image_shape, dtype=np.uint8)
-        batch[order] = images[batch_indices[order]]
-        return batch
+    gather = row_reader(images)
 
     def load_batch(batch_indices):
         batch = tf.numpy_function(gather, [batch_indices], tf.uint8, stateful=False)
