@@ -1,26 +1,54 @@
-"""Classify an image with a trained model and write an annotated copy.
+"""Classify images with a trained model and write annotated copies.
 
     python classify.py --model pokedex.model --labelbin lb.pickle --image examples/charmander.png
+    python classify.py -m pokedex.model -l lb.pickle -i examples/ --top-k 3 --json
 """
 
+import argparse
+import json
 import os
 import sys
 
 from pyimagesearch import cli
 
 
+def probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.6 (got {text!r})") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.6 (got {value})")
+    return value
+
+
 def parse_args(argv=None):
     parser = cli.ArgumentParser(
-        description="Classify an image with a model trained by train.py; print the label "
-                    "and probability and write a copy of the image with them drawn on it.")
-    parser.add_argument("-m", "--model", required=True, help="trained model file")
-    parser.add_argument("-l", "--labelbin", required=True, help="pickled LabelBinarizer")
-    parser.add_argument("-i", "--image", required=True, help="image file to classify")
-    parser.add_argument("-o", "--output", default=None,
-                        help="where to write the annotated copy (default: "
-                             "output/<image name>_classified.png; never the input itself)")
-    parser.add_argument("--show", action="store_true",
-                        help="also open a window with the result when a display is available")
+        description="Classify images with a model trained by train.py; print the label and "
+                    "probability of each and write copies with them drawn on.")
+    paths = parser.add_argument_group("inputs and outputs")
+    paths.add_argument("-m", "--model", required=True, help="trained model file")
+    paths.add_argument("-l", "--labelbin", required=True, help="pickled LabelBinarizer")
+    paths.add_argument("-i", "--image", required=True,
+                       help="an image file, a folder (searched recursively) or a quoted glob "
+                            "pattern such as 'photos/*.jpg'")
+    paths.add_argument("-o", "--output", default=None,
+                       help="one image: the annotated copy (default: output/<image name>"
+                            "_classified.png); several: a folder for them (default: output/). "
+                            "Inputs are never overwritten")
+    answer = parser.add_argument_group("answers")
+    answer.add_argument("--top-k", type=cli.positive_int, default=1,
+                        help="print the K most likely labels (default: %(default)s)")
+    answer.add_argument("--min-confidence", type=probability, default=0.0,
+                        help="answer 'unknown' when the best probability is below this, "
+                             "0-1 (default: %(default)s, always answer)")
+    answer.add_argument("--json", action="store_true",
+                        help="print one JSON object per image on stdout (path, label, labels, "
+                             "probabilities, true_label, correct); messages go to stderr")
+    answer.add_argument("--batch-size", type=cli.positive_int, default=32,
+                        help="images per model call (default: %(default)s)")
+    answer.add_argument("--show", action="store_true",
+                        help="also open a window with each result when a display is available")
     return parser.parse_args(argv)
 
 
@@ -31,45 +59,92 @@ def default_output(image_path):
 
 def main(argv=None):
     args = parse_args(argv)
-    output = args.output or default_output(args.image)
-    if os.path.exists(output) and os.path.samefile(output, args.image):
-        cli.fail("classify.py", f"--output {output} is the input image; choose another path")
-    for flag, path in (("--model", args.model), ("--labelbin", args.labelbin),
-                       ("--image", args.image)):
+    for flag, path in (("--model", args.model), ("--labelbin", args.labelbin)):
         if not os.path.isfile(path):
             cli.fail("classify.py", f"{flag}: file not found: {path}")
-
+    from pyimagesearch import inference
     from pyimagesearch.imageio import UnreadableImageError, open_rgb
 
-    try:  # a bad image is reported before TensorFlow's slow start
-        open_rgb(args.image, 8)
-    except UnreadableImageError as error:
-        cli.fail("classify.py", f"--image: {error}")
+    info = sys.stderr if args.json else sys.stdout  # keep stdout pure JSON with --json
+    single = os.path.isfile(args.image)
+    skipped = []
+
+    def skip(path, message):
+        skipped.append(path)
+        print(f"[WARNING] skipped {message}", file=sys.stderr)
+
+    if single:
+        output = args.output or default_output(args.image)
+        if os.path.isdir(output):
+            output = os.path.join(output, os.path.basename(default_output(args.image)))
+        if os.path.exists(output) and os.path.samefile(output, args.image):
+            cli.fail("classify.py", f"--output {output} is the input image; choose another path")
+        try:  # a bad image is reported before TensorFlow's slow start
+            open_rgb(args.image, 8)
+        except UnreadableImageError as error:
+            cli.fail("classify.py", f"--image: {error}")
+        images, outputs = [args.image], {args.image: output}
+    else:
+        folder = args.output or "output"
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            cli.fail("classify.py", f"--output {folder}: is a file; several images need a folder")
+        if not os.path.isdir(args.image) and not any(c in args.image for c in "*?["):
+            cli.fail("classify.py", f"--image: file not found: {args.image}")
+        found = inference.find_images(args.image, exclude=folder)
+        if not found:
+            cli.fail("classify.py", f"--image: no files found in or matching {args.image}")
+        images = inference.screen_images(found, skip)
+        if not images:
+            cli.fail("classify.py", f"--image: none of the {len(found)} file(s) in "
+                                    f"{args.image} is a readable image")
+        from pyimagesearch.annotate import output_paths
+
+        outputs = dict(zip(images, output_paths(images, folder)))
 
     cli.import_tensorflow_quietly()
-    from pyimagesearch import annotate, inference, persistence
+    from pyimagesearch import annotate, persistence
 
     try:
         classifier = inference.Classifier(args.model, args.labelbin)
-        probabilities = classifier.predict([args.image])[0]
-    except (persistence.ArtifactError, UnreadableImageError) as error:
+    except persistence.ArtifactError as error:
         cli.fail("classify.py", str(error))
 
-    best = int(probabilities.argmax())
-    label = classifier.class_names[best]
-    truth = inference.true_label_from_name(args.image, classifier.class_names)
-    correct = None if truth is None else truth == label
-    verdict = "" if correct is None else (" (correct)" if correct else " (incorrect)")
-    text = f"{label}: {probabilities[best] * 100:.2f}%{verdict}"
-    print(text)
+    results = []
+    for path, probabilities in classifier.predict_files(images, args.batch_size, skip):
+        result = inference.describe(path, probabilities, classifier.class_names,
+                                    args.top_k, args.min_confidence)
+        lines = inference.text_lines(result)
+        result["output"] = outputs[path]
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif single:
+            print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
+        else:
+            print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
+        color = "unknown" if result["label"] == inference.UNKNOWN else result["correct"]
+        try:
+            annotated = annotate.annotated_copy(path, lines, color)
+            annotate.write_image(result["output"], annotated)
+        except UnreadableImageError as error:  # changed on disk since it was classified
+            skip(path, str(error))
+            continue
+        except OSError as error:
+            cli.fail("classify.py", f"cannot write {result['output']}: {error}", code=1)
+        results.append(result)
+        if args.show and not annotate.show(annotated):
+            print("[INFO] --show: no display available, skipped the window", file=sys.stderr)
+            args.show = False
 
-    try:
-        annotate.write_image(output, annotate.annotated_copy(args.image, text, correct))
-    except (OSError, UnreadableImageError) as error:
-        cli.fail("classify.py", f"cannot write {output}: {error}", code=1)
-    print(f"[INFO] annotated image written to {output}")
-    if args.show and not annotate.show(annotate.annotated_copy(args.image, text, correct)):
-        print("[INFO] --show: no display available, skipped the window", file=sys.stderr)
+    if single:
+        if not results:  # it decoded before TensorFlow started, then failed
+            cli.fail("classify.py", f"--image: {args.image} could not be read")
+        print(f"[INFO] annotated image written to {output}", file=info)
+    else:
+        print(inference.summary(results, skipped, args.top_k), file=info)
+        if results:
+            print(f"[INFO] {len(results)} annotated image(s) written to {folder}", file=info)
+        else:
+            cli.fail("classify.py", "no image could be classified")
 
 
 if __name__ == "__main__":

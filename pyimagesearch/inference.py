@@ -3,10 +3,15 @@
 import json
 import os
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from pyimagesearch import persistence
-from pyimagesearch.imageio import load_image
+from pyimagesearch.dataset import available_cpus
+from pyimagesearch.imageio import UnreadableImageError, load_image
+
+UNKNOWN = "unknown"  # the answer below --min-confidence
 
 
 class Classifier:
@@ -35,9 +40,45 @@ class Classifier:
 
     def predict(self, paths):
         """Probabilities (N, num_classes) for image files (load errors propagate)."""
-        batch = np.stack([load_image(path, self.image_size) for path in paths])
-        inputs = batch.astype(np.float32) * self.scale
-        return np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
+        return self.predict_arrays(np.stack([load_image(path, self.image_size)
+                                             for path in paths]))
+
+    def predict_arrays(self, images, batch_size=32):
+        """Probabilities (N, num_classes) for uint8 images (N, S, S, 3), one model call per batch.
+
+        `images` may be a memory-mapped array (the dataset cache): only one
+        batch at a time is turned into floats.
+        """
+        outputs = [np.zeros((0, len(self.class_names)))]
+        for start in range(0, len(images), batch_size):
+            inputs = np.asarray(images[start:start + batch_size], dtype=np.float32) * self.scale
+            outputs.append(np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64))
+        return np.concatenate(outputs)
+
+    def predict_files(self, paths, batch_size=32, on_skip=None):
+        """Yield (path, probabilities) for each readable file, `batch_size` images per call.
+
+        Files are decoded in parallel threads (PIL releases the GIL); an
+        unreadable one is passed to `on_skip(path, message)` and left out.
+        """
+        with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+            for start in range(0, len(paths), batch_size):
+                chunk = paths[start:start + batch_size]
+                loaded = list(pool.map(self._try_load, chunk))
+                good = [(path, pixels) for path, pixels in zip(chunk, loaded)
+                        if not isinstance(pixels, str)]
+                for path, pixels in zip(chunk, loaded):
+                    if isinstance(pixels, str) and on_skip is not None:
+                        on_skip(path, pixels)
+                if good:
+                    probabilities = self.predict_arrays(np.stack([p for _, p in good]), batch_size)
+                    yield from zip([path for path, _ in good], probabilities)
+
+    def _try_load(self, path):
+        try:
+            return load_image(path, self.image_size)
+        except UnreadableImageError as error:
+            return str(error)
 
 
 def _has_rescaling(model, keras):
@@ -60,8 +101,118 @@ def _check_sidecar(model_path, class_names, labelbin_path):
             f"{saved} ({sidecar}): they come from different training runs")
 
 
+def top_k_labels(probabilities, class_names, k):
+    """The k best (label, probability) pairs of one image, best first."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+    return [(class_names[i], float(probabilities[i])) for i in order]
+
+
 def true_label_from_name(path, class_names):
     """The class named in the file name (longest match wins), or None."""
     name = os.path.basename(path).lower()
     matches = [c for c in class_names if c.lower() in name]
     return max(matches, key=len) if matches else None
+
+
+def describe(path, probabilities, class_names, top_k=1, min_confidence=0.0):
+    """One image's answer as a JSON-ready dict.
+
+    `label` is the best class, or "unknown" when its probability is below
+    `min_confidence`; `labels`/`probabilities` are the top-k, best first;
+    `true_label` is the class named in the file name (None if none is), and
+    `correct` whether `label` equals it (None when there is no true label).
+    """
+    best = top_k_labels(probabilities, class_names, max(1, top_k))
+    label = best[0][0] if best[0][1] >= min_confidence else UNKNOWN
+    truth = true_label_from_name(path, class_names)
+    return {"path": os.fspath(path), "label": label, "probability": round(best[0][1], 6),
+            "labels": [name for name, _ in best],
+            "probabilities": [round(p, 6) for _, p in best],
+            "true_label": truth, "correct": None if truth is None else label == truth}
+
+
+def text_lines(result):
+    """Human lines for a `describe` result: `charmander: 97.31% (correct)`, then top-k."""
+    best, probability = result["labels"][0], result["probability"] * 100
+    if result["label"] == UNKNOWN:
+        head = f"{UNKNOWN} (best guess {best}: {probability:.2f}%)"
+    else:
+        verdict = {None: "", True: " (correct)", False: " (incorrect)"}[result["correct"]]
+        head = f"{best}: {probability:.2f}%{verdict}"
+    rest = [f"{rank}. {name}: {p * 100:.2f}%" for rank, (name, p) in
+            enumerate(zip(result["labels"][1:], result["probabilities"][1:]), start=2)]
+    return [head] + rest
+
+
+def find_images(spec, exclude=None):
+    """The files `--image` names: a folder (recursively, hidden folders left out) or a glob.
+
+    Returns sorted paths; files inside the `exclude` folder (classify.py's
+    output folder) are left out so earlier results are not classified again.
+    """
+    import glob
+
+    if os.path.isdir(spec):
+        roots = [spec]
+    else:
+        roots = sorted(glob.glob(spec, recursive=True))
+    excluded = os.path.realpath(exclude) if exclude and os.path.isdir(exclude) else None
+    found = []
+    for root in roots:
+        if os.path.isfile(root):
+            found.append(root)
+            continue
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            # Only a sub-folder: `-i photos -o photos` still classifies photos/.
+            if excluded and folder != root and os.path.realpath(folder) == excluded:
+                subfolders[:] = []
+                continue
+            found.extend(os.path.join(folder, name) for name in sorted(names))
+    return list(dict.fromkeys(found))  # a file matched twice is classified once
+
+
+def screen_images(paths, on_skip):
+    """Paths whose header Pillow recognises (cheap: nothing is decoded yet).
+
+    Catches text files, .DS_Store and empty files before TensorFlow starts;
+    truncated images are caught later, when they are decoded for prediction.
+    """
+    from PIL import Image
+
+    from pyimagesearch.imageio import open_rgb
+
+    kept = []
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except Exception:  # any failure: get the loader's own one-line reason
+            try:
+                open_rgb(path, 8)
+            except UnreadableImageError as error:
+                on_skip(path, str(error))
+                continue
+        kept.append(path)
+    return kept
+
+
+def summary(results, skipped, top_k=1, max_names=5):
+    """One line for many images: counts, skipped names, accuracy where file names carry labels."""
+    names = [os.path.basename(path) for path in skipped[:max_names]]
+    if len(skipped) > max_names:
+        names.append(f"and {len(skipped) - max_names} more")
+    line = f"[INFO] classified {len(results)} image(s), skipped {len(skipped)}"
+    line += f" ({', '.join(names)})" if names else ""
+    labelled = [result for result in results if result["true_label"] is not None]
+    if labelled:
+        right = sum(result["correct"] for result in labelled)
+        line += (f"; accuracy {right / len(labelled):.2%} ({right} of {len(labelled)} "
+                 f"named after a class)")
+        if top_k > 1:
+            in_top = sum(result["true_label"] in result["labels"] for result in labelled)
+            line += f", top-{top_k} accuracy {in_top / len(labelled):.2%}"
+    unknown = sum(result["label"] == UNKNOWN for result in results)
+    if unknown:
+        line += f"; {unknown} unknown (below --min-confidence)"
+    return line

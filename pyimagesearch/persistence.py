@@ -17,6 +17,9 @@ import warnings
 
 import numpy as np
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 
@@ -38,6 +41,7 @@ def atomic_path(path, suffix=""):
         prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
     )
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         yield temporary
         with open(temporary, "rb") as written:

@@ -1,0 +1,236 @@
+"""Honest numbers for a trained classifier: per-class report, confusion matrix, worst mistakes.
+
+`write_report` is called by train.py (on the held-out test split) and by
+evaluate.py (on any folder-per-class dataset). It needs only probabilities and
+true labels, never the model, so nothing here imports TensorFlow.
+
+Files written, for an output prefix P (train.py and evaluate.py use the model
+path, or the model path plus `.eval-<dataset>`):
+
+    P.report.txt      scikit-learn classification_report + accuracy, top-k
+    P.metrics.json    the same numbers, the confusion matrix, the worst mistakes
+    P.confusion.png   confusion matrix: counts, colours normalised per true class
+    P.worst.png       the most confident wrong predictions, as thumbnails
+
+A prefix that ends with a path separator (`runs/test/`) or names an existing
+folder writes `report.txt`, `metrics.json`, ... inside it.
+"""
+
+import os
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+from pyimagesearch import persistence  # noqa: E402
+from pyimagesearch.imageio import UnreadableImageError, open_rgb  # noqa: E402
+
+MIN_TRUSTED_SUPPORT = 20  # fewer test images than this: a class's numbers are noise
+MAX_WORST = 16  # thumbnails on the worst-misclassified sheet
+REPORT_FILES = ("report.txt", "metrics.json", "confusion.png", "worst.png")
+
+
+def output_paths(output_prefix):
+    """{'report.txt': path, ...} for the files `write_report` writes."""
+    prefix = os.fspath(output_prefix)
+    if prefix.endswith(os.sep) or os.path.isdir(prefix):
+        return {kind: os.path.join(prefix, kind) for kind in REPORT_FILES}
+    return {kind: f"{prefix}.{kind}" for kind in REPORT_FILES}
+
+
+def write_report(probabilities, true_labels, class_names, output_prefix, paths=None,
+                 top_k=3, extra=None, log=print):
+    """Print and save the evaluation of `probabilities` against `true_labels`.
+
+    probabilities: (N, C) model outputs, one row per image, columns in the
+        order of `class_names` (C = len(class_names)).
+    true_labels: (N,) integer index into `class_names` of each image's class.
+    output_prefix: where the four files go (see the module docstring).
+    paths: optional N image paths; with them the worst-misclassified sheet
+        shows thumbnails, without them it lists the mistakes by index.
+    top_k: also report top-k accuracy, k = min(top_k, C).
+    extra: optional dict stored in metrics.json as well (model, dataset, ...).
+    log: where the report text and notes go (print by default).
+
+    Classes absent from `true_labels` are left out of the report's rows (they
+    still count as predictions). Returns the metrics dict (as in
+    metrics.json) with a "files" entry mapping each kind to its path.
+    """
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    true_labels = np.asarray(true_labels, dtype=np.int64)
+    class_names = [str(name) for name in class_names]
+    num_images, num_classes = probabilities.shape if probabilities.ndim == 2 else (0, 0)
+    if num_classes != len(class_names) or len(true_labels) != num_images:
+        raise ValueError(f"probabilities {probabilities.shape}, {len(true_labels)} labels and "
+                         f"{len(class_names)} class names do not fit together")
+    if num_images == 0:
+        raise ValueError("no images to evaluate")
+    if true_labels.min() < 0 or true_labels.max() >= num_classes:
+        raise ValueError(f"true labels must be class indices 0..{num_classes - 1}")
+    if paths is not None and len(paths) != num_images:
+        raise ValueError(f"{len(paths)} paths for {num_images} images")
+
+    predicted = probabilities.argmax(axis=1)  # (N,)
+    k = max(1, min(int(top_k), num_classes))
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # (N, k)
+    top_k_accuracy = float(np.mean(np.any(top == true_labels[:, None], axis=1)))
+    accuracy = float(np.mean(predicted == true_labels))
+    support = np.bincount(true_labels, minlength=num_classes)
+    present = [index for index in range(num_classes) if support[index] > 0]
+
+    report_dict = classification_report(
+        true_labels, predicted, labels=present, target_names=[class_names[i] for i in present],
+        output_dict=True, zero_division=0)
+    report_text = classification_report(
+        true_labels, predicted, labels=present, target_names=[class_names[i] for i in present],
+        digits=3, zero_division=0)
+    small = [class_names[i] for i in present if support[i] < MIN_TRUSTED_SUPPORT]
+    lines = report_text.rstrip("\n").split("\n")
+    # Rows 2..2+len(present) of classification_report are the classes, in order.
+    for row, index in enumerate(present, start=2):
+        if support[index] < MIN_TRUSTED_SUPPORT:
+            lines[row] += "   <- too small to trust"
+    summary = [f"images: {num_images}", f"accuracy: {accuracy:.2%}",
+               f"top-{k} accuracy: {top_k_accuracy:.2%}"]
+    absent = [name for name, count in zip(class_names, support) if count == 0]
+    if absent:
+        summary.append(f"classes without images here: {', '.join(absent)}")
+    if small:
+        summary.append(f"too small to trust (< {MIN_TRUSTED_SUPPORT} images): {', '.join(small)}")
+    text = "\n".join(lines + [""] + summary) + "\n"
+
+    matrix = confusion_matrix(true_labels, predicted, labels=range(num_classes))  # (C, C)
+    worst = _worst_mistakes(probabilities, true_labels, predicted, class_names, paths)
+    metrics = {
+        "num_images": num_images,
+        "accuracy": accuracy,
+        "top_k": k,
+        "top_k_accuracy": top_k_accuracy,
+        "class_names": class_names,
+        "per_class": {
+            class_names[i]: {
+                "precision": float(report_dict[class_names[i]]["precision"]),
+                "recall": float(report_dict[class_names[i]]["recall"]),
+                "f1": float(report_dict[class_names[i]]["f1-score"]),
+                "support": int(support[i]),
+                "too_small_to_trust": bool(support[i] < MIN_TRUSTED_SUPPORT),
+            } for i in present},
+        "macro_avg": _averages(report_dict["macro avg"]),
+        "weighted_avg": _averages(report_dict["weighted avg"]),
+        "min_trusted_support": MIN_TRUSTED_SUPPORT,
+        "confusion_matrix": matrix.tolist(),  # rows: true class, columns: predicted
+        "worst_misclassified": worst,
+    }
+    if extra:
+        metrics.update(extra)
+
+    files = output_paths(output_prefix)
+    log(text.rstrip("\n"))
+    persistence.write_bytes_atomic(files["report.txt"], text.encode())
+    persistence.write_json_atomic(files["metrics.json"], metrics)
+    title = f"{num_images} images, accuracy {accuracy:.1%}"
+    with persistence.atomic_path(files["confusion.png"], ".png") as temporary:
+        plot_confusion_matrix(matrix, class_names, temporary, title=title)
+    with persistence.atomic_path(files["worst.png"], ".png") as temporary:
+        plot_worst(worst, temporary)
+    log(f"[INFO] wrote {', '.join(files.values())}")
+    return dict(metrics, files=files)
+
+
+def _averages(entry):
+    return {"precision": float(entry["precision"]), "recall": float(entry["recall"]),
+            "f1": float(entry["f1-score"]), "support": int(entry["support"])}
+
+
+def _worst_mistakes(probabilities, true_labels, predicted, class_names, paths):
+    """The MAX_WORST wrong predictions with the highest confidence, most confident first."""
+    wrong = np.flatnonzero(predicted != true_labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")][:MAX_WORST]
+    return [{"index": int(i),
+             "path": None if paths is None else os.fspath(paths[i]),
+             "true": class_names[true_labels[i]],
+             "predicted": class_names[predicted[i]],
+             "probability": round(float(probabilities[i, predicted[i]]), 6)} for i in order]
+
+
+def plot_confusion_matrix(matrix, class_names, path, title=""):
+    """Counts in each cell, colour = share of the true class (row-normalised).
+
+    Only classes that occur (as truth or prediction) are drawn, so evaluating
+    a few classes of a 50-class model gives a small, readable picture.
+    """
+    matrix = np.asarray(matrix)
+    shown = [i for i in range(len(class_names)) if matrix[i].sum() or matrix[:, i].sum()]
+    matrix = matrix[np.ix_(shown, shown)]
+    names = [class_names[i] for i in shown]
+    count = len(names)
+    row_totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
+    # ~0.4 inch per class keeps 50 class names and 2-3 digit counts readable.
+    side = min(22.0, max(5.0, 0.4 * count + 2.5))
+    font = 10 if count <= 12 else (8 if count <= 25 else 7)
+    figure, axis = plt.subplots(figsize=(side + 1.2, side))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
+    for row in range(count):
+        for column in range(count):
+            if matrix[row, column] or count <= 12:
+                axis.text(column, row, str(matrix[row, column]), ha="center", va="center",
+                          fontsize=font, color="white" if shares[row, column] > 0.5 else "black")
+    axis.set_xticks(range(count), names, rotation=45 if count <= 12 else 90,
+                    ha="right" if count <= 12 else "center", fontsize=font)
+    axis.set_yticks(range(count), [f"{name} ({int(total)})" for name, total in
+                                   zip(names, row_totals[:, 0])], fontsize=font)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class (images)")
+    axis.set_title(f"Confusion matrix: {title}" if title else "Confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_worst(worst, path, thumbnail_size=128):
+    """A contact sheet of mistakes, each titled `true → predicted (p%)`."""
+    if not worst:
+        figure = plt.figure(figsize=(4, 1))
+        figure.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        figure.savefig(path, format="png", dpi=100)
+        plt.close(figure)
+        return
+    columns = min(4, len(worst))
+    rows = -(-len(worst) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, mistake in zip(axes.flat, worst):
+        thumbnail = _thumbnail(mistake["path"], thumbnail_size)
+        if thumbnail is not None:
+            axis.imshow(thumbnail)
+        else:
+            axis.text(0.5, 0.5, f"image #{mistake['index']}" if mistake["path"] is None
+                      else "unreadable", ha="center", va="center", transform=axis.transAxes)
+        name = "" if mistake["path"] is None else os.path.basename(mistake["path"])
+        axis.set_title(f"{mistake['true']} → {mistake['predicted']} "
+                       f"({mistake['probability']:.0%})\n{name[:28]}", fontsize=8)
+    figure.suptitle("Most confident mistakes (true → predicted)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=90)
+    plt.close(figure)
+
+
+def _thumbnail(path, size):
+    if path is None:
+        return None
+    try:
+        image = open_rgb(path, size)
+    except UnreadableImageError:
+        return None
+    image.thumbnail((size, size))
+    return np.asarray(image)
+
