@@ -44,6 +44,10 @@ def parse_args(argv=None):
     training.add_argument("--val-split", type=cli.fraction, default=0.2,
                           help="share of each class held out for validation, stratified "
                                "(default: %(default)s)")
+    training.add_argument("--test-split", type=cli.fraction_or_zero, default=0.15,
+                          help="share of each class held out as a test set that training and "
+                               "the choice of epoch never see, evaluated at the end; 0 keeps the "
+                               "tutorial's 80/20 train/validation split (default: %(default)s)")
     training.add_argument("--augmenter", choices=("layers", "imagedatagenerator", "none"),
                           default="layers",
                           help="'layers': Keras preprocessing layers inside tf.data; "
@@ -61,6 +65,9 @@ def parse_args(argv=None):
         parser.error(f"argument --image-size: must be at least 12, e.g. 96 (got {args.image_size})")
     if args.patience < 0:
         parser.error(f"argument --patience: must be 0 or more (got {args.patience})")
+    if args.val_split + args.test_split >= 0.9:
+        parser.error(f"--val-split {args.val_split} + --test-split {args.test_split} leave "
+                     "too little to train on; keep their sum under 0.9")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
     return args

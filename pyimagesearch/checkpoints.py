@@ -25,7 +25,7 @@ from pyimagesearch import persistence
 from pyimagesearch.dataset import DatasetError
 
 # Settings that must match for a checkpoint to be continued meaningfully.
-RESUME_KEYS = ("image_size", "val_split", "seed", "augmenter", "batch_size", "lr")
+RESUME_KEYS = ("image_size", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr")
 
 
 class ResumeError(DatasetError):

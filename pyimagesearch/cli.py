@@ -37,6 +37,16 @@ def fraction(text):
     return value
 
 
+def fraction_or_zero(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.15 (got {text!r})") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be 0 or more and below 1, e.g. 0.15 (got {value})")
+    return value
+
+
 def positive_float(text):
     try:
         value = float(text)

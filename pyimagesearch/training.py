@@ -48,16 +48,13 @@ def train(settings, log=print):
     import keras
     from sklearn.preprocessing import LabelBinarizer
 
-    from pyimagesearch import callbacks, checkpoints, pipeline
+    from pyimagesearch import callbacks, checkpoints, evaluation, pipeline
     from pyimagesearch.smallervggnet import SmallerVGGNet
 
     keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
-    train_rows, val_rows = pipeline.stratified_split(labels, settings["val_split"],
-                                                     settings["seed"], warn=log)
-    if len(val_rows) == 0:
-        raise dataset_lib.DatasetError("every class is too small to hold out validation images")
-    log(f"[INFO] {len(train_rows)} training and {len(val_rows)} validation images, "
-        f"{len(folder.skipped)} file(s) skipped")
+    train_rows, val_rows, test_rows = split_rows(labels, settings, log)
+    log(f"[INFO] {len(train_rows)} training, {len(val_rows)} validation and {len(test_rows)} "
+        f"test images, {len(folder.skipped)} file(s) skipped")
     batch_size = settings["batch_size"]
     train_data = pipeline.make_dataset(folder.images, labels, train_rows, len(class_names),
                                        batch_size, True, settings["seed"], settings["augmenter"])
@@ -105,6 +102,20 @@ def train(settings, log=print):
         f"keeping epoch {best_epoch + 1}: val_loss {history['val_loss'][best_epoch]:.4f}, "
         f"val_accuracy {history['val_accuracy'][best_epoch]:.2%}")
 
+    test_metrics = None
+    if len(test_rows):
+        # Images that neither training nor the choice of epoch ever saw.
+        log(f"[INFO] evaluating on {len(test_rows)} held-out test images...")
+        read = dataset_lib.row_reader(folder.images)
+        probabilities = np.concatenate([
+            model.predict_on_batch(read(test_rows[start:start + batch_size]).astype(np.float32))
+            for start in range(0, len(test_rows), batch_size)])
+        test_metrics = evaluation.write_report(
+            probabilities, labels[test_rows], class_names, settings["model"],
+            paths=[os.path.join(settings["dataset"], folder.paths[row]) for row in test_rows],
+            extra={"split": "test", "test_split": settings["test_split"],
+                   "seed": settings["seed"]}, log=log)
+
     label_binarizer = LabelBinarizer().fit(class_names)
     description = {
         "class_names": class_names,
@@ -118,12 +129,33 @@ def train(settings, log=print):
         "best_val_accuracy": float(history["val_accuracy"][best_epoch]),
         "train_images": int(len(train_rows)),
         "val_images": int(len(val_rows)),
+        "test_images": int(len(test_rows)),
+        "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
         "skipped_files": folder.skipped,
         "versions": _versions(),
     }
     save_outputs(model, label_binarizer, description, history, settings)
     run_folder.clear()  # the final model is saved; the checkpoints are no longer needed
     return history
+
+
+def split_rows(labels, settings, log):
+    """Stratified (train, validation, test) row indices, fixed by --seed.
+
+    --test-split and --val-split are shares of the whole dataset: 0.15 and
+    0.2 give 65/20/15. The test part is drawn first, so the same seed gives
+    the same test images whatever --val-split is.
+    """
+    from pyimagesearch import pipeline
+
+    test_share, val_share = settings["test_split"], settings["val_split"]
+    rest, test_rows = (pipeline.stratified_split(labels, test_share, settings["seed"], warn=log)
+                       if test_share else (np.arange(len(labels)), np.array([], dtype=np.int64)))
+    train_part, val_part = pipeline.stratified_split(
+        labels[rest], val_share / (1 - test_share), settings["seed"] + 1, warn=log)
+    if len(val_part) == 0:
+        raise dataset_lib.DatasetError("every class is too small to hold out validation images")
+    return rest[train_part], rest[val_part], test_rows
 
 
 class Interrupted(Exception):

@@ -62,6 +62,12 @@ def test_train_writes_every_output(workspace):
     assert settings["settings"]["epochs"] == 2 and settings["image_size"] == 32
     assert settings["settings"]["val_split"] == 0.2 and settings["settings"]["seed"] == 42
     assert not [name for name in os.listdir(root) if ".tmp" in name]
+    # The held-out test set (default --test-split 0.15) is evaluated at the end.
+    metrics = json.loads((root / "pokedex.model.metrics.json").read_text())
+    assert metrics["num_images"] == settings["test_images"] == 6  # 2 of 16 per class
+    assert settings["val_images"] == 9 and settings["train_images"] == 33
+    assert (root / "pokedex.model.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "precision" in (root / "pokedex.model.report.txt").read_text()
 
 
 def test_train_warns_once_per_bad_file_and_summarises(workspace):

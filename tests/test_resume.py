@@ -37,7 +37,7 @@ def settings_for(root, **overrides):
                 "labelbin": str(root / "lb.pickle"), "plot": str(root / "plot.png"),
                 "cache_dir": str(root / "cache"), "epochs": 4, "batch_size": 8, "lr": 1e-3,
                 "patience": 0, "image_size": 16, "val_split": 0.25, "augmenter": "none",
-                "seed": 3, "restart": False}
+                "seed": 3, "restart": False, "test_split": 0.0}
     settings.update(overrides)
     return settings
 
