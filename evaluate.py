@@ -31,7 +31,7 @@ def parse_args(argv=None):
                         help="images per model call (default: %(default)s)")
     parser.add_argument("--cache-dir", default=None,
                         help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
-                             "or ~/.cache/pokedex)")
+                             "or MODEL.cache beside the model, shared with train.py)")
     args = parser.parse_args(argv)
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
         if not os.path.isfile(path):
@@ -72,7 +72,7 @@ def main(argv=None):
         classifier = inference.Classifier(args.model, args.labelbin)
         print(f"[INFO] loading images from {args.dataset}...")
         images = dataset.load_image_folder(args.dataset, classifier.image_size,
-                                           args.cache_dir or default_cache_dir())
+                                           args.cache_dir or default_cache_dir(args.model))
     except (persistence.ArtifactError, dataset.DatasetError) as error:
         cli.fail("evaluate.py", str(error))
     if len(images.labels) == 0:
