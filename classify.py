@@ -4,22 +4,11 @@
     python classify.py -m pokedex.model -l lb.pickle -i examples/ --top-k 3 --json
 """
 
-import argparse
 import json
 import os
 import sys
 
 from pyimagesearch import cli
-
-
-def probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.6 (got {text!r})") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.6 (got {value})")
-    return value
 
 
 def parse_args(argv=None):
@@ -39,7 +28,7 @@ def parse_args(argv=None):
     answer = parser.add_argument_group("answers")
     answer.add_argument("--top-k", type=cli.positive_int, default=1,
                         help="print the K most likely labels (default: %(default)s)")
-    answer.add_argument("--min-confidence", type=probability, default=0.0,
+    answer.add_argument("--min-confidence", type=cli.probability, default=0.0,
                         help="answer 'unknown' when the best probability is below this, "
                              "0-1 (default: %(default)s, always answer)")
     answer.add_argument("--json", action="store_true",

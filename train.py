@@ -34,11 +34,11 @@ def parse_args(argv=None):
     training.add_argument("--lr", type=cli.positive_float, default=1e-3,
                           help="Adam's initial learning rate, decayed as lr/epochs like the "
                                "tutorial (default: %(default)s)")
-    training.add_argument("--patience", type=int, default=0,
+    training.add_argument("--patience", type=cli.non_negative_int, default=0,
                           help="stop after this many epochs without a lower validation loss; "
                                "0 never stops early (default: %(default)s). The epoch with the "
                                "lowest validation loss is always the one saved")
-    training.add_argument("--image-size", type=int, default=96,
+    training.add_argument("--image-size", type=cli.image_size, default=96,
                           help="images are resized to this many pixels square "
                                "(default: %(default)s, at least 12)")
     training.add_argument("--val-split", type=cli.fraction, default=0.2,
@@ -61,10 +61,6 @@ def parse_args(argv=None):
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.image_size < 12:
-        parser.error(f"argument --image-size: must be at least 12, e.g. 96 (got {args.image_size})")
-    if args.patience < 0:
-        parser.error(f"argument --patience: must be 0 or more (got {args.patience})")
     if args.val_split + args.test_split >= 0.9:
         parser.error(f"--val-split {args.val_split} + --test-split {args.test_split} leave "
                      "too little to train on; keep their sum under 0.9")

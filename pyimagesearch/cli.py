@@ -17,44 +17,32 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, e.g. 8 (got {text!r})") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, e.g. 8 (got {value})")
-    return value
+def _number_type(name, convert, accept, requirement, example):
+    """An argparse `type=` that explains the valid form: 'must be positive, e.g. 8 (got 0)'."""
+    kind = "whole number" if convert is int else "number"
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind}, e.g. {example} (got {text!r})") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, e.g. {example} (got {value})")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.2 (got {text!r})") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 exclusive, e.g. 0.2 (got {value})")
-    return value
-
-
-def fraction_or_zero(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, e.g. 0.15 (got {text!r})") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be 0 or more and below 1, e.g. 0.15 (got {value})")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, e.g. 1e-3 (got {text!r})") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, e.g. 1e-3 (got {value})")
-    return value
+positive_int = _number_type("positive_int", int, lambda v: v > 0, "positive", 8)
+non_negative_int = _number_type("non_negative_int", int, lambda v: v >= 0, "0 or more", 5)
+image_size = _number_type("image_size", int, lambda v: v >= 12, "at least 12", 96)
+positive_float = _number_type("positive_float", float, lambda v: v > 0, "positive", 1e-3)
+fraction = _number_type("fraction", float, lambda v: 0 < v < 1,
+                        "between 0 and 1 exclusive", 0.2)
+fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
+                                "0 or more and below 1", 0.15)
+probability = _number_type("probability", float, lambda v: 0 <= v <= 1, "between 0 and 1", 0.6)
 
 
 def import_tensorflow_quietly():
