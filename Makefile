@@ -24,9 +24,7 @@ $(STAMP):  # the hash in $(VENV) already tracks the requirements
 
 demo: $(STAMP)
 	$(BIN)/python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle --epochs $(DEMO_EPOCHS) --patience 5
-	@for image in examples/*; do \
-		$(BIN)/python classify.py --model pokedex.model --labelbin lb.pickle --image "$$image" || exit 1; \
-	done
+	$(BIN)/python classify.py --model pokedex.model --labelbin lb.pickle --image examples --output output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
