@@ -108,6 +108,27 @@ def load_image_folder(root, image_size, cache_dir, log=print):
     return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped)
 
 
+def stratified_split(labels, fraction, seed, warn=print, class_names=None):
+    """Split row indices per class so each class keeps its share in both parts.
+
+    Returns (train_indices, holdout_indices). A class too small to give both
+    parts at least one image goes entirely to training, with a warning.
+    """
+    rng = np.random.default_rng(seed)
+    train, holdout = [], []
+    for class_index in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == class_index))
+        count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+        if count < 1:
+            name = class_names[class_index] if class_names else f"index {class_index}"
+            warn(f"[WARNING] class {name} has only {len(rows)} image(s): "
+                 "all used for training, none held out")
+            count = 0
+        holdout.extend(rows[:count])
+        train.extend(rows[count:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(holdout, dtype=np.int64))
+
+
 def row_reader(images):
     """Return read(indices) -> (B, S, S, 3) uint8 copies of rows of `images`.
 

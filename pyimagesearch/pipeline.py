@@ -1,4 +1,4 @@
-"""tf.data input pipelines, the stratified split and the two augmenters.
+"""tf.data input pipelines and the two augmenters.
 
 Batches are gathered from the memory-mapped uint8 cache (pyimagesearch.dataset)
 in parallel and prefetched, so the model never waits on Python and the whole
@@ -12,7 +12,7 @@ import tensorflow as tf
 import keras
 from keras import layers
 
-from pyimagesearch.dataset import row_reader
+from pyimagesearch.dataset import row_reader, stratified_split  # noqa: F401 (re-exported)
 
 # The tutorial's ImageDataGenerator settings, the single source for both
 # augmenters. Note: ImageDataGenerator reads shear_range as degrees, so the
@@ -27,26 +27,6 @@ AUGMENTATION = {
     "fill_mode": "nearest",
 }
 AUGMENTERS = ("layers", "imagedatagenerator", "none")
-
-
-def stratified_split(labels, fraction, seed, warn=print):
-    """Split row indices per class so each class keeps its share in both parts.
-
-    Returns (train_indices, holdout_indices). A class too small to give both
-    parts at least one image goes entirely to training, with a warning.
-    """
-    rng = np.random.default_rng(seed)
-    train, holdout = [], []
-    for class_index in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == class_index))
-        count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
-        if count < 1:
-            warn(f"[WARNING] class index {class_index} has only {len(rows)} image(s): "
-                 "all used for training, none held out")
-            count = 0
-        holdout.extend(rows[:count])
-        train.extend(rows[count:])
-    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(holdout, dtype=np.int64))
 
 
 def make_dataset(images, labels, indices, num_classes, batch_size, training, seed,

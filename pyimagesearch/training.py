@@ -52,7 +52,7 @@ def train(settings, log=print):
     from pyimagesearch.smallervggnet import SmallerVGGNet
 
     keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
-    train_rows, val_rows, test_rows = split_rows(labels, settings, log)
+    train_rows, val_rows, test_rows = split_rows(labels, settings, log, class_names)
     log(f"[INFO] {len(train_rows)} training, {len(val_rows)} validation and {len(test_rows)} "
         f"test images, {len(folder.skipped)} file(s) skipped")
     batch_size = settings["batch_size"]
@@ -139,20 +139,19 @@ def train(settings, log=print):
     return history
 
 
-def split_rows(labels, settings, log):
+def split_rows(labels, settings, log, class_names=None):
     """Stratified (train, validation, test) row indices, fixed by --seed.
 
     --test-split and --val-split are shares of the whole dataset: 0.15 and
     0.2 give 65/20/15. The test part is drawn first, so the same seed gives
     the same test images whatever --val-split is.
     """
-    from pyimagesearch import pipeline
-
+    split = dataset_lib.stratified_split
     test_share, val_share = settings["test_split"], settings["val_split"]
-    rest, test_rows = (pipeline.stratified_split(labels, test_share, settings["seed"], warn=log)
+    rest, test_rows = (split(labels, test_share, settings["seed"], log, class_names)
                        if test_share else (np.arange(len(labels)), np.array([], dtype=np.int64)))
-    train_part, val_part = pipeline.stratified_split(
-        labels[rest], val_share / (1 - test_share), settings["seed"] + 1, warn=log)
+    train_part, val_part = split(labels[rest], val_share / (1 - test_share), settings["seed"] + 1,
+                                 log, class_names)
     if len(val_part) == 0:
         raise dataset_lib.DatasetError("every class is too small to hold out validation images")
     return rest[train_part], rest[val_part], test_rows

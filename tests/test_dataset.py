@@ -393,18 +393,15 @@ def test_awkward_class_folder_names(tmp_path):
     assert len(folder.images) == 5 and list(folder.labels) == [0, 1, 2, 3, 4]
 
 
-# --- stratified_split (pyimagesearch.pipeline imports TensorFlow: ~7 s, once) ---------------
+# --- stratified_split ----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def stratified_split():
-    pipeline = pytest.importorskip("pyimagesearch.pipeline")
-    return pipeline.stratified_split
+def test_stratified_split():
+    from pyimagesearch.dataset import stratified_split
 
-
-def test_stratified_split(stratified_split):
     labels = np.repeat(np.arange(4), [10, 20, 50, 1])
     warnings = LogLines()
-    train, holdout = stratified_split(labels, 0.2, seed=7, warn=warnings)
+    train, holdout = stratified_split(labels, 0.2, seed=7, warn=warnings,
+                                      class_names=["a", "b", "c", "lonely"])
 
     # Deterministic for a seed, different for another.
     again = stratified_split(labels, 0.2, seed=7, warn=LogLines())
@@ -422,4 +419,4 @@ def test_stratified_split(stratified_split):
 
     # The one-image class goes to training, with a warning naming it.
     assert labels[train].tolist().count(3) == 1
-    assert len(warnings) == 1 and "3" in warnings[0] and "1 image" in warnings[0]
+    assert len(warnings) == 1 and "class lonely" in warnings[0] and "1 image" in warnings[0]
