@@ -90,7 +90,6 @@ def main(argv=None):
 
         outputs = dict(zip(images, output_paths(images, folder)))
 
-    cli.import_tensorflow_quietly()
     from pyimagesearch import annotate, persistence
 
     try:

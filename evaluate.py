@@ -65,7 +65,6 @@ def main(argv=None):
         cli.fail("evaluate.py", f"{args.dataset} has classes the model was not trained on: "
                                 f"{', '.join(unknown)} (the model knows: {', '.join(model_classes)})")
 
-    cli.import_tensorflow_quietly()
     from pyimagesearch import inference
 
     try:

@@ -15,9 +15,29 @@ UNKNOWN = "unknown"  # the answer below --min-confidence
 
 
 class Classifier:
-    """A loaded model plus its class names; `predict` takes image file paths."""
+    """A loaded model plus its class names; `predict` takes image file paths.
 
-    def __init__(self, model_path, labelbin_path):
+    When train.py's LiteRT copy (`<model>.tflite`) is present and provably
+    belongs to this model and label file (`<model>.litert.json` records the
+    model's size and mtime and the label file's sha256), it runs that with
+    ai_edge_litert and never imports TensorFlow or scikit-learn: ~0.3 s and
+    ~120 MiB for one image instead of ~9 s and ~1 GB. Otherwise, or with
+    backend="keras", it loads the Keras model. `self.backend` says which.
+    """
+
+    def __init__(self, model_path, labelbin_path, backend="auto"):
+        fast = _matching_litert(model_path, labelbin_path) if backend != "keras" else None
+        if fast is not None:
+            from pyimagesearch.litert import LiteRTClassifier
+
+            self.backend, self.class_names = "litert", fast["class_names"]
+            self.runner = LiteRTClassifier(fast["tflite"])
+            self.image_size, self.scale = self.runner.image_size, 1.0
+            return
+        from pyimagesearch.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        self.backend = "keras"
         label_binarizer = persistence.load_label_binarizer(labelbin_path)
         self.class_names = [str(name) for name in label_binarizer.classes_]
         self.model = persistence.load_model(model_path)
@@ -51,8 +71,12 @@ class Classifier:
         """
         outputs = [np.zeros((0, len(self.class_names)))]
         for start in range(0, len(images), batch_size):
-            inputs = np.asarray(images[start:start + batch_size], dtype=np.float32) * self.scale
-            outputs.append(np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64))
+            batch = np.asarray(images[start:start + batch_size], dtype=np.uint8)
+            if self.backend == "litert":
+                outputs.append(self.runner.predict(batch))
+            else:
+                inputs = batch.astype(np.float32) * self.scale
+                outputs.append(np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64))
         return np.concatenate(outputs)
 
     def predict_files(self, paths, batch_size=32, on_skip=None):
@@ -79,6 +103,26 @@ class Classifier:
             return load_image(path, self.image_size)
         except UnreadableImageError as error:
             return str(error)
+
+
+def _matching_litert(model_path, labelbin_path):
+    """The LiteRT sidecar's description if it matches both files, else None."""
+    try:
+        with open(persistence.sidecar_path(model_path, "litert")) as handle:
+            info = json.load(handle)
+        stat = os.stat(model_path)
+        tflite = os.path.join(os.path.dirname(os.path.abspath(model_path)), info["tflite"])
+        if (stat.st_size, stat.st_mtime_ns) != (info["model_size"], info["model_mtime_ns"]):
+            return None  # the model was replaced or copied since; use it, not the old copy
+        if os.path.getsize(tflite) != info["tflite_size"]:
+            return None
+        if persistence.file_sha256(labelbin_path) != info["labelbin_sha256"]:
+            return None  # another label file: let the Keras path check it properly
+        return {"tflite": tflite, "class_names": [str(c) for c in info["class_names"]]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    except ImportError:
+        return None
 
 
 def _has_rescaling(model, keras):

@@ -8,6 +8,7 @@ safe_mode.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -144,6 +145,11 @@ def load_label_binarizer(path):
     if not isinstance(classes, np.ndarray) or classes.ndim != 1:
         raise ArtifactError(f"{path}: not a fitted LabelBinarizer")
     return label_binarizer
+
+
+def file_sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def sidecar_path(model_path, kind):

@@ -48,14 +48,14 @@ def check(tmp_path, data):
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
 
 
-# Bounded: about 600 cases in all, well under 30 s on a 2-core machine.
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Bounded: about 400 cases in all, well under 30 s on a 2-core machine.
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=2048))
 def test_random_bytes(tmp_path, data):
     check(tmp_path, data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutated)
 def test_mutated_valid_images(tmp_path, data):
     check(tmp_path, data)

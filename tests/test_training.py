@@ -41,12 +41,17 @@ def test_two_classes_learn_and_classify(two_classes):
     history = training.train(settings, log=lambda message: None)
     assert history["loss"][-1] < history["loss"][0]
     assert max(history["accuracy"]) >= 0.9
-    classifier = Classifier(settings["model"], settings["labelbin"])
-    assert classifier.class_names == ["dark", "light"]
-    assert classifier.model.output_shape == (None, 2)
-    probabilities = classifier.predict([two_classes / "data" / "dark" / "0.png"])
-    assert probabilities.shape == (1, 2)
-    np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+    keras_classifier = Classifier(settings["model"], settings["labelbin"], backend="keras")
+    assert keras_classifier.class_names == ["dark", "light"]
+    assert keras_classifier.model.output_shape == (None, 2)
+    images = [two_classes / "data" / name / "0.png" for name in ("dark", "light")]
+    probabilities = keras_classifier.predict(images)
+    assert probabilities.shape == (2, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # train.py's LiteRT copy is used by default and agrees with Keras.
+    fast = Classifier(settings["model"], settings["labelbin"])
+    assert fast.backend == "litert" and fast.class_names == ["dark", "light"]
+    np.testing.assert_allclose(fast.predict(images), probabilities, atol=1e-4)
 
 
 def test_failed_save_leaves_previous_outputs_intact(two_classes, monkeypatch):
@@ -57,7 +62,7 @@ def test_failed_save_leaves_previous_outputs_intact(two_classes, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training, "plot_history", disk_full)
+    monkeypatch.setattr(training, "export_tflite", disk_full)  # mid-save: model already written
     with pytest.raises(OSError):
         training.train(settings, log=lambda message: None)
     assert (two_classes / "m.model").read_bytes() == b"previous model"
