@@ -1,6 +1,7 @@
 """What train.py and classify.py share: one-line errors and exit codes."""
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -45,26 +46,31 @@ fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
 probability = _number_type("probability", float, lambda v: 0 <= v <= 1, "between 0 and 1", 0.6)
 
 
-def import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up chatter silenced.
+@contextlib.contextmanager
+def quiet_stderr():
+    """Point file descriptor 2 at /dev/null for a while (C++ libraries' chatter).
 
-    TF 2.21 prints oneDNN / CUDA-stub / cuInit lines to stderr through absl
-    before TF_CPP_MIN_LOG_LEVEL applies; they bury our one-line messages. We
-    point file descriptor 2 at /dev/null while TF starts and probes devices,
-    then restore it. Python exceptions still surface (raised after restore).
-    Returns a short description of the devices TF will use.
+    TensorFlow 2.21 and LiteRT print oneDNN / CUDA-stub / cuInit / XNNPACK
+    lines to stderr from C++ (absl), before TF_CPP_MIN_LOG_LEVEL applies; they
+    bury our one-line messages. Python exceptions still surface afterwards.
     """
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow without its start-up chatter; describe the devices it will use."""
+    with quiet_stderr():
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
     return f"{len(gpus)} GPU(s)" if gpus else "CPU only"
 
 

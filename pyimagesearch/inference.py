@@ -3,12 +3,9 @@
 import json
 import os
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from pyimagesearch import persistence
-from pyimagesearch.dataset import available_cpus
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 UNKNOWN = "unknown"  # the answer below --min-confidence
@@ -25,13 +22,14 @@ class Classifier:
     backend="keras", it loads the Keras model. `self.backend` says which.
     """
 
-    def __init__(self, model_path, labelbin_path, backend="auto"):
+    def __init__(self, model_path, labelbin_path, backend="auto", num_images=None):
         fast = _matching_litert(model_path, labelbin_path) if backend != "keras" else None
         if fast is not None:
             from pyimagesearch.litert import LiteRTClassifier
 
             self.backend, self.class_names = "litert", fast["class_names"]
-            self.runner = LiteRTClassifier(fast["tflite"])
+            self.runner = LiteRTClassifier(fast["tflite"],
+                                           few_images=num_images is not None and num_images <= 2)
             self.image_size, self.scale = self.runner.image_size, 1.0
             return
         from pyimagesearch.cli import import_tensorflow_quietly
@@ -85,18 +83,24 @@ class Classifier:
         Files are decoded in parallel threads (PIL releases the GIL); an
         unreadable one is passed to `on_skip(path, message)` and left out.
         """
-        with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
-            for start in range(0, len(paths), batch_size):
-                chunk = paths[start:start + batch_size]
-                loaded = list(pool.map(self._try_load, chunk))
-                good = [(path, pixels) for path, pixels in zip(chunk, loaded)
-                        if not isinstance(pixels, str)]
-                for path, pixels in zip(chunk, loaded):
-                    if isinstance(pixels, str) and on_skip is not None:
-                        on_skip(path, pixels)
-                if good:
-                    probabilities = self.predict_arrays(np.stack([p for _, p in good]), batch_size)
-                    yield from zip([path for path, _ in good], probabilities)
+        decode = map  # one image (the common call): no thread pool to import or start
+        if len(paths) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from pyimagesearch.dataset import available_cpus
+
+            decode = ThreadPoolExecutor(max_workers=available_cpus()).map
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            loaded = list(decode(self._try_load, chunk))
+            good = [(path, pixels) for path, pixels in zip(chunk, loaded)
+                    if not isinstance(pixels, str)]
+            for path, pixels in zip(chunk, loaded):
+                if isinstance(pixels, str) and on_skip is not None:
+                    on_skip(path, pixels)
+            if good:
+                probabilities = self.predict_arrays(np.stack([p for _, p in good]), batch_size)
+                yield from zip([path for path, _ in good], probabilities)
 
     def _try_load(self, path):
         try:
