@@ -53,6 +53,9 @@ def parse_args(argv=None):
                           help="'layers': Keras preprocessing layers inside tf.data; "
                                "'imagedatagenerator': the tutorial's literal (deprecated) "
                                "ImageDataGenerator; 'none' (default: %(default)s)")
+    training.add_argument("--resume", action="store_true",
+                          help="continue an interrupted run from MODEL.run/, and fail if there is "
+                               "none (re-running the same command without it also resumes)")
     training.add_argument("--restart", action="store_true",
                           help="discard the checkpoint of an interrupted run (MODEL.run/) "
                                "instead of resuming it; by default re-running the same command "
@@ -61,6 +64,8 @@ def parse_args(argv=None):
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.resume and args.restart:
+        parser.error("--resume and --restart contradict each other; choose one")
     if args.val_split + args.test_split >= 0.9:
         parser.error(f"--val-split {args.val_split} + --test-split {args.test_split} leave "
                      "too little to train on; keep their sum under 0.9")

@@ -64,6 +64,8 @@ def train(settings, log=print):
 
     run_folder = checkpoints.RunFolder(settings["model"])
     state = None if settings.get("restart") else run_folder.load_state()
+    if settings.get("resume") and state is None:
+        raise dataset_lib.DatasetError(f"--resume: no checkpoint to resume in {run_folder.path}")
     if state:
         run_folder.check_resumable(state, class_names, settings)
         model = run_folder.load_model(state)
