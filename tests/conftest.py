@@ -64,3 +64,49 @@ def dataset_root(tmp_path):
             image_format = "JPEG" if name.endswith(".jpg") else "PNG"
             make_image(root / class_name / name, size=(24, 24), color=color, format=image_format)
     return root
+
+
+# --- a tiny model with known answers, for classify.py and evaluate.py ------------------------
+
+COLOR_CLASSES = ["blue", "green", "red"]  # LabelBinarizer order (sorted)
+
+
+def build_color_model(folder, image_size=16):
+    """Save a model that answers by mean colour, plus its lb.pickle; return both paths.
+
+    It averages the pixels and maps R, G, B to the classes red, green, blue.
+    """
+    import keras
+    from sklearn.preprocessing import LabelBinarizer
+
+    from pyimagesearch import persistence
+
+    model = keras.Sequential([keras.Input((image_size, image_size, 3)),
+                              keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    # Rows: input channels R, G, B; columns: classes blue, green, red.
+    kernel = 10.0 * np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
+    model.layers[-1].set_weights([kernel, np.zeros(3, dtype=np.float32)])
+    model_path, labels_path = folder / "tiny.model", folder / "lb.pickle"
+    persistence.save_model(model, model_path)
+    persistence.save_label_binarizer(LabelBinarizer().fit(COLOR_CLASSES), labels_path)
+    return model_path, labels_path
+
+
+@pytest.fixture(scope="module")
+def color_model(tmp_path_factory):
+    return build_color_model(tmp_path_factory.mktemp("model"))
+
+
+def run_main(script_name, args, capsys):
+    """Run `<script_name>.main(args)` in-process; return (exit code, stdout, stderr)."""
+    import importlib
+
+    script = importlib.import_module(script_name)
+    try:
+        code = script.main([str(arg) for arg in args])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code or 0, out, err

@@ -15,54 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLUE, GREEN, RED, REPO_ROOT, make_image, make_noise_image
+from conftest import (BLUE, COLOR_CLASSES, GREEN, RED, REPO_ROOT, make_image,
+                      make_noise_image, run_main)
 
-COLOR_CLASSES = ["blue", "green", "red"]  # LabelBinarizer order (sorted)
 GRAY = (128, 128, 128)  # equal evidence for every class: 1/3 each
-
-
-def build_color_model(folder, image_size=16):
-    """Save a model that answers by mean colour, plus its lb.pickle; return both paths."""
-    import keras
-    from sklearn.preprocessing import LabelBinarizer
-
-    from pyimagesearch import persistence
-
-    model = keras.Sequential([keras.Input((image_size, image_size, 3)),
-                              keras.layers.Rescaling(1 / 255),
-                              keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(3, activation="softmax")])
-    # Rows: input channels R, G, B; columns: classes blue, green, red.
-    kernel = 10.0 * np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
-    model.layers[-1].set_weights([kernel, np.zeros(3, dtype=np.float32)])
-    model_path, labels_path = folder / "tiny.model", folder / "lb.pickle"
-    persistence.save_model(model, model_path)
-    persistence.save_label_binarizer(LabelBinarizer().fit(COLOR_CLASSES), labels_path)
-    return model_path, labels_path
-
-
-@pytest.fixture(scope="module")
-def color_model(tmp_path_factory):
-    return build_color_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture
 def classify(color_model, tmp_path, monkeypatch, capsys):
     """Run classify.main in tmp_path; return (exit code, stdout, stderr)."""
-    import classify as script
-
     monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        model, labels = color_model
-        try:
-            code = script.main(["-m", str(model), "-l", str(labels), *map(str, args)])
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        return code or 0, out, err
-
-    return run
+    model, labels = color_model
+    return lambda *args: run_main("classify", ["-m", model, "-l", labels, *args], capsys)
 
 
 def make_folder(root):

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLUE, GREEN, RED, REPO_ROOT, make_image
+from conftest import BLUE, GREEN, RED, REPO_ROOT, make_image, run_main
 from pyimagesearch.evaluation import MIN_TRUSTED_SUPPORT, write_report
-from test_classify import build_color_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -102,29 +101,13 @@ def test_mismatched_inputs_raise_value_error(tmp_path, probabilities, labels, me
         write_report(probabilities, labels, ["a", "b", "c"], tmp_path / "m", log=quiet)
 
 
-@pytest.fixture(scope="module")
-def color_model(tmp_path_factory):
-    return build_color_model(tmp_path_factory.mktemp("model"))
-
-
 @pytest.fixture
 def evaluate(color_model, tmp_path, monkeypatch, capsys):
     """Run evaluate.main in tmp_path; return (exit code, stdout, stderr)."""
-    import evaluate as script
-
     monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        model, labels = color_model
-        try:
-            code = script.main(["-m", str(model), "-l", str(labels),
-                                "--cache-dir", str(tmp_path / "cache"), *map(str, args)])
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        return code or 0, out, err
-
-    return run
+    model, labels = color_model
+    return lambda *args: run_main(
+        "evaluate", ["-m", model, "-l", labels, "--cache-dir", tmp_path / "cache", *args], capsys)
 
 
 def test_evaluate_a_subset_of_classes_with_an_unreadable_file(evaluate, tmp_path):
