@@ -41,6 +41,8 @@ def workspace(tmp_path_factory):
     (data / "red" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
     (data / "red" / "notes.txt").write_text("not an image")
     (data / "green" / "empty.jpg").write_bytes(b"")
+    (data / "broken").mkdir()  # a class folder with only bad files is left out, with a warning
+    (data / "broken" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (data / ".ipynb_checkpoints").mkdir()
     make_images(data / ".ipynb_checkpoints", (0, 0, 0), 2, 9)
     result = run("train.py", "--dataset", data, "--model", root / "pokedex.model",
@@ -74,11 +76,12 @@ def test_train_warns_once_per_bad_file_and_summarises(workspace):
     _, _, result = workspace
     output = result.stdout + result.stderr
     warnings = [line for line in output.splitlines() if "skipped" in line and "WARNING" in line]
-    assert len(warnings) == 3, warnings
-    for name in ("notes.txt", "empty.jpg", ".DS_Store"):
+    assert len(warnings) == 4, warnings
+    for name in ("notes.txt", "empty.jpg", ".DS_Store", "cut.jpg"):
         assert sum(name in line for line in warnings) == 1, (name, warnings)
     assert ".ipynb_checkpoints" not in output  # hidden folders are not classes
-    assert "3 file(s) skipped" in output
+    assert "class 'broken' has no readable images; it is left out" in output
+    assert "4 file(s) skipped" in output
     assert "Traceback" not in output
 
 
