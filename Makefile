@@ -9,7 +9,7 @@ REQ_HASH := $(shell $(PYTHON) -c "import hashlib,sys; print(hashlib.sha256(b''.j
 VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pokedex/venvs/$(REQ_HASH)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_EPOCHS ?= 25
+DEMO_EPOCHS ?= 20
 
 .PHONY: demo test test-all venv clean
 
@@ -23,7 +23,7 @@ $(STAMP):  # the hash in $(VENV) already tracks the requirements
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle --epochs $(DEMO_EPOCHS) --patience 5
+	$(BIN)/python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle --epochs $(DEMO_EPOCHS)
 	$(BIN)/python classify.py --model pokedex.model --labelbin lb.pickle --image examples --output output
 
 test: $(STAMP)
