@@ -33,4 +33,4 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 clean:
-	rm -rf output pokedex.model pokedex.model.*.json lb.pickle plot.png
+	rm -rf output pokedex.model pokedex.model.* lb.pickle plot.png
