@@ -110,3 +110,14 @@ def run_main(script_name, args, capsys):
         code = exit.code
     out, err = capsys.readouterr()
     return code or 0, out, err
+
+
+def training_settings(root, **overrides):
+    """train.py's resolved settings for a dataset in root/data and outputs in root (tiny, fast)."""
+    settings = {"dataset": str(root / "data"), "model": str(root / "m.model"),
+                "labelbin": str(root / "lb.pickle"), "plot": str(root / "plot.png"),
+                "cache_dir": str(root / "cache"), "epochs": 4, "batch_size": 8, "lr": 1e-3,
+                "patience": 0, "image_size": 16, "val_split": 0.25, "test_split": 0.0,
+                "augmenter": "none", "seed": 3, "restart": False, "resume": False}
+    settings.update(overrides)
+    return settings

@@ -13,6 +13,7 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
+from conftest import training_settings  # noqa: E402
 from pyimagesearch import training  # noqa: E402
 from pyimagesearch.checkpoints import ResumeError  # noqa: E402
 from pyimagesearch.inference import Classifier  # noqa: E402
@@ -30,14 +31,7 @@ def make_dataset(root, classes=("dark", "light"), count=40):
             Image.fromarray(pixels).save(folder / f"{image}.png")
 
 
-def settings_for(root, **overrides):
-    settings = {"dataset": str(root / "data"), "model": str(root / "m.model"),
-                "labelbin": str(root / "lb.pickle"), "plot": str(root / "plot.png"),
-                "cache_dir": str(root / "cache"), "epochs": 4, "batch_size": 8, "lr": 1e-3,
-                "patience": 0, "image_size": 16, "val_split": 0.25, "augmenter": "none",
-                "seed": 3, "restart": False, "test_split": 0.0}
-    settings.update(overrides)
-    return settings
+settings_for = training_settings
 
 
 def read_state(root):

@@ -6,6 +6,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
+from conftest import training_settings  # noqa: E402
 from pyimagesearch import pipeline, training  # noqa: E402
 from pyimagesearch.inference import Classifier  # noqa: E402
 
@@ -18,14 +19,8 @@ def make_class(folder, color, count, seed):
         Image.fromarray(pixels).save(folder / f"{index}.png")
 
 
-def settings_for(tmp_path, **overrides):
-    settings = {"dataset": str(tmp_path / "data"), "model": str(tmp_path / "m.model"),
-                "labelbin": str(tmp_path / "lb.pickle"), "plot": str(tmp_path / "plot.png"),
-                "cache_dir": str(tmp_path / "cache"), "epochs": 6, "batch_size": 8,
-                "lr": 1e-3, "patience": 0, "image_size": 16, "val_split": 0.25,
-                "augmenter": "none", "seed": 1, "test_split": 0.0}
-    settings.update(overrides)
-    return settings
+def settings_for(root, **overrides):
+    return training_settings(root, **{"epochs": 6, "seed": 1, **overrides})
 
 
 @pytest.fixture
