@@ -14,6 +14,7 @@ DEMO_EPOCHS ?= 20
 .PHONY: demo test test-all venv clean
 
 venv: $(STAMP)
+	@echo "activate with: source $(VENV)/bin/activate"
 
 $(STAMP):  # the hash in $(VENV) already tracks the requirements
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run: make PYTHON=python3 ..."; exit 2; }
