@@ -92,8 +92,11 @@ def main(argv=None):
                              "(previous model, labels and plot are unchanged)",
                  code=cli.INTERRUPTED)
     except KeyboardInterrupt:
-        cli.fail("train.py", "interrupted before training started; nothing was saved and any "
-                             "previous model, labels and plot are unchanged", code=cli.INTERRUPTED)
+        # Before training (scanning) or after it (evaluating, saving): the final
+        # files are renamed into place only at the very end, so none changed.
+        cli.fail("train.py", "interrupted; the previous model, labels and plot are unchanged "
+                             f"(re-run the same command to continue from {args.model}.run/ "
+                             "if it exists)", code=cli.INTERRUPTED)
     except OSError as error:  # full disk, permission denied on an output path
         cli.fail("train.py", f"{error.filename or ''}: {error.strerror or error}", code=1)
 
