@@ -46,8 +46,9 @@ def parse_args(argv=None):
 
 
 def default_output(image_path):
-    stem = os.path.splitext(os.path.basename(image_path))[0]
-    return os.path.join("output", f"{stem}_classified.png")
+    from pyimagesearch.annotate import output_name
+
+    return os.path.join("output", output_name(image_path))
 
 
 def main(argv=None):

@@ -49,7 +49,6 @@ def default_prefix(model_path, dataset_path):
 def main(argv=None):
     args = parse_args(argv)
     from pyimagesearch import dataset, evaluation, persistence
-    from pyimagesearch.training import default_cache_dir
 
     # Names first (cheap, no TensorFlow): every class folder must be one the model knows.
     try:
@@ -71,7 +70,7 @@ def main(argv=None):
         classifier = inference.Classifier(args.model, args.labelbin)
         print(f"[INFO] loading images from {args.dataset}...")
         images = dataset.load_image_folder(args.dataset, classifier.image_size,
-                                           args.cache_dir or default_cache_dir(args.model))
+                                           args.cache_dir or dataset.default_cache_dir(args.model))
     except (persistence.ArtifactError, dataset.DatasetError) as error:
         cli.fail("evaluate.py", str(error))
     if len(images.labels) == 0:

@@ -79,7 +79,7 @@ def main(argv=None):
     from pyimagesearch import dataset, persistence, training
 
     settings = dict(vars(args))
-    settings["cache_dir"] = args.cache_dir or training.default_cache_dir(args.model)
+    settings["cache_dir"] = args.cache_dir or dataset.default_cache_dir(args.model)
     # A polite kill (SIGTERM: logout, `kill`, a scheduler) stops like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

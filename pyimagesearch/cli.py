@@ -74,6 +74,14 @@ def import_tensorflow_quietly():
     return f"{len(gpus)} GPU(s)" if gpus else "CPU only"
 
 
+def available_cpus():
+    """CPUs this process may use (respects taskset/cgroups affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def fail(prog, message, code=USAGE_ERROR):
     """Print `prog: error: message` on one line and exit with `code`."""
     print(f"{prog}: error: {message}", file=sys.stderr)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pyimagesearch.cli import available_cpus
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 CACHE_VERSION = 1
@@ -44,14 +45,6 @@ class ImageFolder:
     labels: np.ndarray  # (N,) int class index
     images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped from the cache
     skipped: list = field(default_factory=list)  # one "path: reason" per bad file
-
-
-def available_cpus():
-    """CPUs this process may use (respects taskset/cgroups affinity)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def list_class_files(root):
@@ -207,7 +200,7 @@ def _rebuild_cache(cache_path, root, files, keys, fresh, old_index, old_images, 
             # Stored relative so the cache survives moving the dataset folder.
             return {"error": str(error).replace(os.path.join(root, ""), "", 1)}
 
-    os.makedirs(cache_dir_of(cache_path), exist_ok=True)
+    os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
     temporary = f"{cache_path}.tmp-{os.getpid()}.npy"
     read_old = row_reader(old_images) if old_images is not None else None
     header = _npy_header(len(files), image_size)  # rewritten with the real count below
@@ -256,16 +249,26 @@ def _rebuild_cache(cache_path, root, files, keys, fresh, old_index, old_images, 
     return entries, np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
 
 
-def cache_dir_of(cache_path):
-    return os.path.dirname(cache_path) or "."
-
-
 def _npy_header(rows, image_size):
     """The .npy header of a (rows, S, S, 3) uint8 array (numpy pads it to a fixed size)."""
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, {
         "descr": "|u1", "fortran_order": False, "shape": (rows, image_size, image_size, 3)})
     return buffer.getvalue()
+
+
+def default_cache_dir(model_path=None):
+    """Decoded-image cache: $POKEDEX_CACHE_DIR, else `<model>.cache/` beside the model.
+
+    Beside the model, so nothing is written outside the paths the user named;
+    without a model path (evaluate.py on its own), the user's cache folder.
+    """
+    if os.environ.get("POKEDEX_CACHE_DIR"):
+        return os.environ["POKEDEX_CACHE_DIR"]
+    if model_path:
+        return f"{model_path}.cache"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pokedex")
 
 
 class _Progress:

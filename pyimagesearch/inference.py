@@ -87,7 +87,7 @@ class Classifier:
         if len(paths) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            from pyimagesearch.dataset import available_cpus
+            from pyimagesearch.cli import available_cpus
 
             decode = ThreadPoolExecutor(max_workers=available_cpus()).map
         for start in range(0, len(paths), batch_size):

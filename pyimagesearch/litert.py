@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from pyimagesearch.cli import available_cpus, quiet_stderr
 from pyimagesearch.persistence import atomic_path
 
 
@@ -49,9 +50,7 @@ class LiteRTClassifier:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         if num_threads is None:
-            num_threads = _available_cpus()
-        from pyimagesearch.cli import quiet_stderr
-
+            num_threads = available_cpus()
         with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             options = ({"experimental_op_resolver_type":
                         OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} if few_images else {})
@@ -81,10 +80,3 @@ class LiteRTClassifier:
         self.interpreter.set_tensor(self._input["index"], images.astype(np.float32))
         self.interpreter.invoke()
         return np.array(self.interpreter.get_tensor(self._output["index"]), dtype=np.float64)
-
-
-def _available_cpus():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1

@@ -218,17 +218,3 @@ def _versions():
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__}
-
-
-def default_cache_dir(model_path=None):
-    """Decoded-image cache: $POKEDEX_CACHE_DIR, else `<model>.cache/` beside the model.
-
-    Beside the model, so nothing is written outside the paths the user named;
-    without a model path (evaluate.py on its own), the user's cache folder.
-    """
-    if os.environ.get("POKEDEX_CACHE_DIR"):
-        return os.environ["POKEDEX_CACHE_DIR"]
-    if model_path:
-        return f"{model_path}.cache"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pokedex")

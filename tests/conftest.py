@@ -121,3 +121,22 @@ def training_settings(root, **overrides):
                 "augmenter": "none", "seed": 3, "restart": False, "resume": False}
     settings.update(overrides)
     return settings
+
+
+def run_without_tensorflow(script_name, args, cwd):
+    """Run `<script>.main(args)` in a fresh Python; assert it exits 2 without importing TF.
+
+    Returns its stderr, so the caller can check the one-line message.
+    """
+    import subprocess
+
+    code = (f"import sys, {script_name}\n"
+            "try:\n"
+            f"    {script_name}.main({[str(arg) for arg in args]!r})\n"
+            "except SystemExit as exit:\n"
+            "    assert exit.code == 2, exit.code\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr
+    return result.stderr

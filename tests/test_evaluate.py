@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLUE, GREEN, RED, REPO_ROOT, make_image, run_main
+from conftest import BLUE, GREEN, RED, make_image, run_main, run_without_tensorflow
 from pyimagesearch.evaluation import MIN_TRUSTED_SUPPORT, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -163,13 +161,6 @@ def test_evaluate_usage_errors(evaluate, tmp_path, make, args, fragment):
 def test_evaluate_end_to_end_checks_classes_before_tensorflow(color_model, tmp_path):
     model, labels = color_model
     make_image(tmp_path / "my data" / "eevee" / "a.png", color=RED)
-    code = ("import sys, evaluate\n"
-            "try:\n"
-            f"    evaluate.main(['-m', {str(model)!r}, '-l', {str(labels)!r}, '-d', 'my data'])\n"
-            "except SystemExit as exit:\n"
-            "    assert exit.code == 2, exit.code\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
-    assert result.returncode == 0, result.stderr
-    assert "evaluate.py: error: my data has classes the model was not trained on" in result.stderr
+    stderr = run_without_tensorflow("evaluate", ["-m", model, "-l", labels, "-d", "my data"],
+                                    tmp_path)
+    assert "evaluate.py: error: my data has classes the model was not trained on" in stderr
