@@ -16,22 +16,35 @@ dataset reads that file instead of decoding again; changed, added and removed
 files are picked up. The cache is a plain .npy array plus a JSON index, never
 a pickle, and training streams batches from it, so memory does not grow with
 the dataset (the tutorial kept every image in RAM as float32).
+
+The index also keeps each file's sha256 and a 64-bit perceptual hash
+(`imagehash.phash` of the decoded image), computed during the same decode,
+so the split (pyimagesearch.splitting) can keep duplicates together without
+reading the files again. One process at a time rebuilds a cache (a lock file
+beside it); a second is told which process holds it. A rebuild interrupted at
+any point (Ctrl-C included) leaves no temporary file behind.
 """
 
+import collections
+import contextlib
 import hashlib
 import io
 import json
 import os
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import imagehash
 import numpy as np
+from PIL import Image
 
+from pyimagesearch import locking
 from pyimagesearch.cli import available_cpus
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: sha256 and phash per file, and the .npy's identity in the index
 
 
 class DatasetError(ValueError):
@@ -45,6 +58,9 @@ class ImageFolder:
     labels: np.ndarray  # (N,) int class index
     images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped from the cache
     skipped: list = field(default_factory=list)  # one "path: reason" per bad file
+    hashes: list = field(default_factory=list)  # (N,) sha256 hex of each file's bytes
+    phashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # (N,)
+    root: str = ""  # the dataset folder `paths` are relative to
 
 
 def list_class_files(root):
@@ -77,17 +93,21 @@ def load_image_folder(root, image_size, cache_dir, log=print):
         raise DatasetError(f"no files in the class folders of {root}")
 
     cache_path = _cache_path(cache_dir, root, image_size)
-    old_index, old_images = _read_cache(cache_path, image_size)
     keys = [_file_key(root, relative) for relative, _ in files]
-    fresh = [key is not None and old_index.get(relative, {}).get("key") == key
-             for (relative, _), key in zip(files, keys)]
-    if all(fresh) and len(old_index) == len(files) and old_images is not None:
-        entries, images = [old_index[relative] for relative, _ in files], old_images
-    else:
-        entries, images = _rebuild_cache(cache_path, root, files, keys, fresh, old_index,
-                                         old_images, image_size, log)
+    entries, images = _fresh_entries(files, keys, *_read_cache(cache_path, image_size))
+    if images is None:
+        try:
+            with locking.exclusive(cache_path + ".lock", f"the image cache {cache_path}"):
+                # Read again under the lock: a run that held it may have just written it.
+                old_index, old_images = _read_cache(cache_path, image_size)
+                entries, images = _fresh_entries(files, keys, old_index, old_images)
+                if images is None:
+                    entries, images = _rebuild_cache(cache_path, root, files, keys, old_index,
+                                                     old_images, image_size, log)
+        except locking.LockedError as error:
+            raise DatasetError(str(error)) from None
 
-    paths, labels, skipped = [], [], []
+    paths, labels, hashes, phashes, skipped = [], [], [], [], []
     for (relative, class_index), entry in zip(files, entries):
         if entry is None:
             skipped.append(f"{relative}: disappeared or unreadable while scanning")
@@ -96,9 +116,25 @@ def load_image_folder(root, image_size, cache_dir, log=print):
         else:  # rows are written in file order, so row i belongs to paths[i]
             paths.append(relative)
             labels.append(class_index)
+            hashes.append(entry["sha256"])
+            phashes.append(int(entry["phash"], 16))
     for message in skipped:
         log(f"[WARNING] skipped {message}")
-    return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped)
+    return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped,
+                       hashes, np.asarray(phashes, dtype=np.uint64), root)
+
+
+def _fresh_entries(files, keys, old_index, old_images):
+    """(entries, images) when the cache holds every file unchanged, else (None, None)."""
+    if old_images is None or len(old_index) != len(files):
+        return None, None
+    entries = []
+    for (relative, _), key in zip(files, keys):
+        entry = old_index.get(relative)
+        if key is None or entry is None or entry.get("key") != key:
+            return None, None
+        entries.append(entry)
+    return entries, old_images
 
 
 def stratified_split(labels, fraction, seed, warn=print, class_names=None):
@@ -128,25 +164,32 @@ def row_reader(images):
     For a memory-mapped cache, rows are read with pread: pages touched
     through a memmap count towards the process's resident memory (RSS), so
     over an epoch it would grow to the size of the whole cache; pages read
-    with pread stay in the OS page cache, which is not charged to us.
+    with pread stay in the OS page cache, which is not charged to us. The
+    reader's file descriptor closes with `read.close()` or when it is
+    garbage-collected.
     """
-    image_shape = images.shape[1:]
     if not (isinstance(images, np.memmap) and images.filename):
         return lambda indices: np.asarray(images[np.asarray(indices)])
-    handle = open(images.filename, "rb")  # kept open by the closure for the reader's life
-    row_bytes = int(np.prod(image_shape))
-    offset = images.offset
+    return _RowReader(images)
 
-    def read(indices):
-        batch = np.empty((len(indices),) + image_shape, dtype=np.uint8)
+
+class _RowReader:
+    def __init__(self, images):
+        self.filename, self.image_shape = images.filename, images.shape[1:]
+        self.row_bytes, self.offset = int(np.prod(self.image_shape)), images.offset
+        descriptor = os.open(images.filename, os.O_RDONLY)
+        # A raw descriptor closed by a finalizer: no ResourceWarning, whoever drops the reader.
+        self.close = weakref.finalize(self, os.close, descriptor)
+        self.descriptor = descriptor
+
+    def __call__(self, indices):
+        batch = np.empty((len(indices),) + self.image_shape, dtype=np.uint8)
         for slot in np.argsort(indices):  # ascending offsets: sequential disk reads
             target = memoryview(batch[slot].reshape(-1))
-            position = offset + int(indices[slot]) * row_bytes
-            if os.preadv(handle.fileno(), [target], position) != row_bytes:
-                raise OSError(f"{images.filename}: cache file is shorter than expected")
+            position = self.offset + int(indices[slot]) * self.row_bytes
+            if os.preadv(self.descriptor, [target], position) != self.row_bytes:
+                raise OSError(f"{self.filename}: cache file is shorter than expected")
         return batch
-
-    return read
 
 
 def _cache_path(cache_dir, root, image_size):
@@ -170,11 +213,15 @@ def _read_cache(cache_path, image_size):
             index = json.load(handle)
         if index.get("version") != CACHE_VERSION or index.get("image_size") != image_size:
             return {}, None
+        # The index names the .npy it was written for (inode, size, mtime): an
+        # index left by a run killed mid-rebuild, or read while another process
+        # replaces the array, never maps paths onto another array's rows.
+        before = _file_identity(cache_path + ".npy")
         images = np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
+        if before != index["npy"] or _file_identity(cache_path + ".npy") != before:
+            return {}, None
         if images.shape[1:] != (image_size, image_size, 3):
             return {}, None
-        # An index from another run (killed mid-write, or two runs at once) must
-        # not map paths onto the wrong rows: every row exactly once, or rebuild.
         rows = sorted(entry["row"] for entry in index["files"].values() if "row" in entry)
         if rows != list(range(len(images))):
             return {}, None
@@ -183,70 +230,106 @@ def _read_cache(cache_path, image_size):
         return {}, None
 
 
-def _rebuild_cache(cache_path, root, files, keys, fresh, old_index, old_images, image_size,
-                   log):
+def _file_identity(path):
+    stat = os.stat(path)
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def _decode(root, relative, image_size):
+    """{"pixels", "sha256", "phash"} of one file, or {"error": "relative: reason"}."""
+    path = os.path.join(root, relative)
+    try:
+        pixels = load_image(path, image_size)
+        # A second read of the file, served by the OS page cache: load_image
+        # keeps taking a path, so that its errors name the file.
+        with open(path, "rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    except UnreadableImageError as error:
+        # Stored relative so the cache survives moving the dataset folder.
+        return {"error": str(error).replace(os.path.join(root, ""), "", 1)}
+    except OSError as error:  # unreadable bytes (permissions, a directory, I/O error)
+        return {"error": f"{relative}: {error.strerror or type(error).__name__}"}
+    # phash of the pixels the model sees: grayscale 32x32 DCT, 64 bits as 16 hex digits.
+    phash = str(imagehash.phash(Image.fromarray(pixels)))
+    return {"pixels": pixels, "sha256": sha256, "phash": phash}
+
+
+def _rebuild_cache(cache_path, root, files, keys, old_index, old_images, image_size, log):
     """Write a new cache: reused rows copied, new files decoded in parallel.
 
     Rows stream to disk in file order as they are decoded, so memory stays
     flat however large the dataset. Returns (entries per file, images).
     """
+    fresh = [key is not None and old_index.get(relative, {}).get("key") == key
+             for (relative, _), key in zip(files, keys)]
     todo = [relative for (relative, _), key, ok in zip(files, keys, fresh)
             if key is not None and not ok]
-
-    def decode(relative):
-        try:
-            return {"pixels": load_image(os.path.join(root, relative), image_size)}
-        except UnreadableImageError as error:
-            # Stored relative so the cache survives moving the dataset folder.
-            return {"error": str(error).replace(os.path.join(root, ""), "", 1)}
-
     os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
     temporary = f"{cache_path}.tmp-{os.getpid()}.npy"
-    read_old = row_reader(old_images) if old_images is not None else None
     header = _npy_header(len(files), image_size)  # rewritten with the real count below
     progress = _Progress(len(todo), f"Decoding {len(todo)} new or changed images", log)
     entries, count = [], 0
-    with ThreadPoolExecutor(max_workers=available_cpus()) as pool, open(temporary, "wb") as out:
-        out.write(header)
-        decoded = pool.map(decode, todo)  # yields in `todo` order, which is file order
-        for (relative, _), key, ok in zip(files, keys, fresh):
-            if key is None:
-                entries.append(None)
-                continue
-            if ok:
-                entry = old_index[relative]
-                pixels = read_old([entry["row"]])[0] if "row" in entry else None
-                error = entry.get("error")
-            else:
-                result = next(decoded)
-                progress.step()
-                pixels, error = result.get("pixels"), result.get("error")
-            if pixels is None:
-                entries.append({"key": key, "error": error})
-                continue
-            out.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
-            entries.append({"key": key, "row": count})
-            count += 1
-        final_header = _npy_header(count, image_size)
-        if len(final_header) != len(header):  # numpy pads headers so this should not happen
-            raise OSError(f"{temporary}: unexpected .npy header size")
-        out.seek(0)
-        out.write(final_header)
-        out.flush()
-        os.fsync(out.fileno())
-    # Drop the old index first: a run killed before the new one is written then
-    # leaves no index (a full rebuild), never an old index over the new array.
     try:
-        os.remove(cache_path + ".json")
-    except FileNotFoundError:
-        pass
-    os.replace(temporary, cache_path + ".npy")
-    index = {relative: entry for (relative, _), entry in zip(files, entries) if entry}
-    with open(cache_path + ".json.tmp", "w") as handle:
-        json.dump({"version": CACHE_VERSION, "image_size": image_size,
-                   "root": os.path.abspath(root), "files": index}, handle)
-    os.replace(cache_path + ".json.tmp", cache_path + ".json")
+        with contextlib.ExitStack() as stack:
+            pool = ThreadPoolExecutor(max_workers=available_cpus())
+            # On any exit, queued decodes are dropped rather than waited for.
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            read_old = row_reader(old_images) if old_images is not None else None
+            if isinstance(read_old, _RowReader):
+                stack.callback(read_old.close)
+            out = stack.enter_context(open(temporary, "wb"))
+            out.write(header)
+            decoded = _ordered_map(pool, lambda relative: _decode(root, relative, image_size),
+                                   todo, ahead=4 * available_cpus())
+            for (relative, _), key, ok in zip(files, keys, fresh):
+                if key is None:
+                    entries.append(None)
+                    continue
+                if ok:
+                    entry = dict(old_index[relative])
+                    pixels = read_old([entry.pop("row")])[0] if "row" in entry else None
+                else:
+                    entry = next(decoded)
+                    progress.step()
+                    pixels = entry.pop("pixels", None)
+                entry["key"] = key
+                if pixels is not None:
+                    out.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+                    entry["row"] = count
+                    count += 1
+                entries.append(entry)
+            final_header = _npy_header(count, image_size)
+            if len(final_header) != len(header):  # numpy pads headers so this should not happen
+                raise OSError(f"{temporary}: unexpected .npy header size")
+            out.seek(0)
+            out.write(final_header)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, cache_path + ".npy")
+        index = {relative: entry for (relative, _), entry in zip(files, entries) if entry}
+        with open(cache_path + ".json.tmp", "w") as handle:
+            json.dump({"version": CACHE_VERSION, "image_size": image_size,
+                       "root": os.path.abspath(root), "npy": _file_identity(cache_path + ".npy"),
+                       "files": index}, handle)
+        os.replace(cache_path + ".json.tmp", cache_path + ".json")
+    except BaseException:  # Ctrl-C included: leave no temporary behind
+        for leftover in (temporary, cache_path + ".json.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+        raise
     return entries, np.load(cache_path + ".npy", mmap_mode="r", allow_pickle=False)
+
+
+def _ordered_map(pool, function, items, ahead):
+    """pool.map, but at most `ahead` results wait in memory: a slow file cannot make
+    the decoded images of all later files pile up."""
+    pending = collections.deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _npy_header(rows, image_size):
