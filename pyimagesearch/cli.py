@@ -39,6 +39,8 @@ positive_int = _number_type("positive_int", int, lambda v: v > 0, "positive", 8)
 non_negative_int = _number_type("non_negative_int", int, lambda v: v >= 0, "0 or more", 5)
 image_size = _number_type("image_size", int, lambda v: v >= 12, "at least 12", 96)
 positive_float = _number_type("positive_float", float, lambda v: v > 0, "positive", 1e-3)
+non_negative_float = _number_type("non_negative_float", float, lambda v: v >= 0,
+                                  "0 or more", 120)
 fraction = _number_type("fraction", float, lambda v: 0 < v < 1,
                         "between 0 and 1 exclusive", 0.2)
 fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
