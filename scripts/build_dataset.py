@@ -7,6 +7,9 @@ dataset/<class>/<variant>_<frame:03d>.png
     Every distinct frame of the four animated Black/White sprites (front, back, shiny,
     back_shiny) of the tutorial's five Pokemon, composited on white, cropped to the
     sprite with a margin and padded square, saved as palette PNG.
+dataset/groups.csv
+    Each frame's source, `<class>/<variant>` (the animation it comes from), so that the
+    training split keeps the frames of one animation together (pyimagesearch/splitting.py).
 examples/<class>.png
     The dream-world vector art of the same Pokemon rendered to PNG: a different art
     style from the training sprites, so classifying it tests generalisation.
@@ -20,6 +23,7 @@ Run from the repository root (needs requirements-data.txt and, without --tarball
 """
 import argparse
 import base64
+import csv
 import hashlib
 import io
 import shutil
@@ -108,10 +112,11 @@ def save_palette_png(image: Image.Image, path: Path) -> None:
          .save(path, optimize=True)
 
 
-def build_class(archive, dex, out_dir: Path, max_frames) -> int:
+def build_class(archive, dex, out_dir: Path, max_frames) -> list[Path]:
+    """Write the class's frames into out_dir; return the paths written."""
     out_dir.mkdir(parents=True)
     seen = set()  # pixel hashes, so identical frames (held poses, loops) are kept once
-    written = 0
+    written = []
     for variant, subdir in VARIANTS.items():
         gif = read_member(archive, f"{ANIMATED_DIR}/{subdir}{dex}.gif")
         unique = []
@@ -122,8 +127,22 @@ def build_class(archive, dex, out_dir: Path, max_frames) -> int:
                 unique.append((index, image))
         for index, image in evenly_spaced(unique, max_frames):
             save_palette_png(image, out_dir / f"{variant}_{index:03d}.png")
-            written += 1
+            written.append(out_dir / f"{variant}_{index:03d}.png")
     return written
+
+
+def write_groups(dataset_dir: Path, frames: list[Path]) -> None:
+    """Write dataset_dir/groups.csv: each frame's group is the animation it comes from.
+
+    The group is read back from the file name (`<class>/<variant>_<frame>.png` ->
+    `<class>/<variant>`), so the same function serves a rebuild and existing files.
+    """
+    rows = sorted((frame.relative_to(dataset_dir).as_posix(),
+                   f"{frame.parent.name}/{frame.stem.rsplit('_', 1)[0]}") for frame in frames)
+    with open(dataset_dir / "groups.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "group"])
+        writer.writerows(rows)
 
 
 def render_example(archive, dex, path: Path) -> None:
@@ -147,6 +166,7 @@ def prepare_outputs(dataset_dir: Path, examples_dir: Path, force: bool) -> None:
     for name in CLASSES:
         shutil.rmtree(dataset_dir / name, ignore_errors=True)
         (examples_dir / f"{name}.png").unlink(missing_ok=True)
+    (dataset_dir / "groups.csv").unlink(missing_ok=True)
     dataset_dir.mkdir(parents=True, exist_ok=True)
     examples_dir.mkdir(parents=True, exist_ok=True)
 
@@ -178,12 +198,15 @@ def main() -> None:
         tarball = args.tarball or fetch_tarball(Path(workdir))
         check_integrity(tarball)  # before touching the outputs, so a bad tarball changes nothing
         prepare_outputs(args.out_dataset, args.out_examples, args.force)
+        frames = []
         with tarfile.open(tarball) as archive:
             for name, dex in CLASSES.items():
-                count = build_class(archive, dex, args.out_dataset / name,
-                                    args.max_frames_per_sprite)
+                written = build_class(archive, dex, args.out_dataset / name,
+                                      args.max_frames_per_sprite)
                 render_example(archive, dex, args.out_examples / f"{name}.png")
-                print(f"{name:<12} #{dex:<4} {count:4d} images")
+                print(f"{name:<12} #{dex:<4} {len(written):4d} images")
+                frames += written
+        write_groups(args.out_dataset, frames)
 
     dataset_size, examples_size = total_bytes(args.out_dataset), total_bytes(args.out_examples)
     print(f"dataset:  {dataset_size:,} bytes in {args.out_dataset}")
