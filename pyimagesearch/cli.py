@@ -46,6 +46,8 @@ fraction = _number_type("fraction", float, lambda v: 0 < v < 1,
 fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
                                 "0 or more and below 1", 0.15)
 probability = _number_type("probability", float, lambda v: 0 <= v <= 1, "between 0 and 1", 0.6)
+MAX_SEED = 2**32 - 1  # numpy's and keras.utils.set_random_seed's largest
+seed = _number_type("seed", int, lambda v: 0 <= v <= MAX_SEED, f"0 to {MAX_SEED}", 42)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ def output_paths(output_prefix):
 
 
 def write_report(probabilities, true_labels, class_names, output_prefix, paths=None,
-                 top_k=3, extra=None, log=print):
+                 top_k=3, extra=None, log=print, output_files=None):
     """Print and save the evaluation of `probabilities` against `true_labels`.
 
     probabilities: (N, C) model outputs, one row per image, columns in the
@@ -53,12 +53,16 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
     top_k: also report top-k accuracy, k = min(top_k, C).
     extra: optional dict stored in metrics.json as well (model, dataset, ...).
     log: where the report text and notes go (print by default).
+    output_files: optional {kind: path} for some or all of REPORT_FILES,
+        overriding the paths derived from `output_prefix` (train.py writes
+        temporaries and renames them together with the model).
 
     Classes absent from `true_labels` are left out of the report's rows (they
     still count as predictions). Returns the metrics dict (as in
     metrics.json) with a "files" entry mapping each kind to its path.
     """
-    from sklearn.metrics import classification_report, confusion_matrix
+    from sklearn.metrics import (classification_report, confusion_matrix,
+                                 precision_recall_fscore_support)
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
     true_labels = np.asarray(true_labels, dtype=np.int64)
@@ -73,6 +77,10 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         raise ValueError(f"true labels must be class indices 0..{num_classes - 1}")
     if paths is not None and len(paths) != num_images:
         raise ValueError(f"{len(paths)} paths for {num_images} images")
+    unknown = set(output_files or {}) - set(REPORT_FILES)
+    if unknown:
+        raise ValueError(f"output_files: unknown kinds {sorted(unknown)} "
+                         f"(expected some of {', '.join(REPORT_FILES)})")
 
     predicted = probabilities.argmax(axis=1)  # (N,)
     k = max(1, min(int(top_k), num_classes))
@@ -82,9 +90,13 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
     support = np.bincount(true_labels, minlength=num_classes)
     present = [index for index in range(num_classes) if support[index] > 0]
 
-    report_dict = classification_report(
-        true_labels, predicted, labels=present, target_names=[class_names[i] for i in present],
-        output_dict=True, zero_division=0)
+    # Numbers by position, never by name: a class may be called "accuracy" or
+    # "macro avg", which are also keys of classification_report's dict.
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        true_labels, predicted, labels=present, zero_division=0)  # each (len(present),)
+    averages = {average: precision_recall_fscore_support(
+        true_labels, predicted, labels=present, average=average, zero_division=0)[:3]
+        for average in ("macro", "weighted")}
     report_text = classification_report(
         true_labels, predicted, labels=present, target_names=[class_names[i] for i in present],
         digits=3, zero_division=0)
@@ -113,14 +125,14 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         "class_names": class_names,
         "per_class": {
             class_names[i]: {
-                "precision": float(report_dict[class_names[i]]["precision"]),
-                "recall": float(report_dict[class_names[i]]["recall"]),
-                "f1": float(report_dict[class_names[i]]["f1-score"]),
+                "precision": float(precision[row]),
+                "recall": float(recall[row]),
+                "f1": float(f1[row]),
                 "support": int(support[i]),
                 "too_small_to_trust": bool(support[i] < MIN_TRUSTED_SUPPORT),
-            } for i in present},
-        "macro_avg": _averages(report_dict["macro avg"]),
-        "weighted_avg": _averages(report_dict["weighted avg"]),
+            } for row, i in enumerate(present)},
+        "macro_avg": _averages(averages["macro"], num_images),
+        "weighted_avg": _averages(averages["weighted"], num_images),
         "min_trusted_support": MIN_TRUSTED_SUPPORT,
         "confusion_matrix": matrix.tolist(),  # rows: true class, columns: predicted
         "worst_misclassified": worst,
@@ -129,6 +141,7 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         metrics.update(extra)
 
     files = output_paths(output_prefix)
+    files.update({kind: os.fspath(path) for kind, path in (output_files or {}).items()})
     log(text.rstrip("\n"))
     persistence.write_bytes_atomic(files["report.txt"], text.encode())
     persistence.write_json_atomic(files["metrics.json"], metrics)
@@ -141,9 +154,10 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
     return dict(metrics, files=files)
 
 
-def _averages(entry):
-    return {"precision": float(entry["precision"]), "recall": float(entry["recall"]),
-            "f1": float(entry["f1-score"]), "support": int(entry["support"])}
+def _averages(numbers, support):
+    precision, recall, f1 = numbers
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "support": int(support)}
 
 
 def _worst_mistakes(probabilities, true_labels, predicted, class_names, paths):

@@ -77,7 +77,7 @@ def test_worst_sheet_shows_the_most_confident_mistakes_first(tmp_path):
                            paths=paths, log=quiet)
     worst = metrics["worst_misclassified"]
     assert [mistake["path"] for mistake in worst] == [paths[0], paths[1], paths[3], paths[2]]
-    assert Image.open(tmp_path / "m.worst.png").size[0] > 400  # a sheet of 4 thumbnails
+    assert image_size(tmp_path / "m.worst.png")[0] > 400  # a sheet of 4 thumbnails
 
 
 def test_confusion_matrix_image_for_many_classes(tmp_path):
@@ -85,7 +85,7 @@ def test_confusion_matrix_image_for_many_classes(tmp_path):
     labels = np.arange(200) % 40
     probabilities = np.eye(40)[(labels + (labels % 7 == 0)) % 40]  # some mistakes
     write_report(probabilities, labels, names, tmp_path / "m", log=quiet)
-    width, height = Image.open(tmp_path / "m.confusion.png").size
+    width, height = image_size(tmp_path / "m.confusion.png")
     assert 1200 < width < 2600 and 1200 < height < 2600  # ~0.4 inch per class at 100 dpi
 
 
@@ -164,3 +164,37 @@ def test_evaluate_end_to_end_checks_classes_before_tensorflow(color_model, tmp_p
     stderr = run_without_tensorflow("evaluate", ["-m", model, "-l", labels, "-d", "my data"],
                                     tmp_path)
     assert "evaluate.py: error: my data has classes the model was not trained on" in stderr
+
+
+def test_class_names_like_report_keys_do_not_collide(tmp_path):
+    # Truth accuracy, macro avg, macro avg, weighted avg; one macro avg is called accuracy.
+    names = ["accuracy", "macro avg", "weighted avg"]
+    probabilities = [[0.9, 0.1, 0], [0.2, 0.8, 0], [0.6, 0.4, 0], [0, 0, 1]]
+    metrics = write_report(probabilities, [0, 1, 1, 2], names, tmp_path / "m", log=quiet)
+    assert metrics["per_class"]["accuracy"]["precision"] == 0.5
+    assert metrics["per_class"]["accuracy"]["recall"] == 1.0
+    assert metrics["per_class"]["macro avg"]["recall"] == 0.5
+    assert metrics["per_class"]["macro avg"]["support"] == 2
+    assert metrics["per_class"]["weighted avg"]["f1"] == 1.0
+    assert metrics["accuracy"] == 0.75 and metrics["macro_avg"]["support"] == 4
+    assert metrics["macro_avg"]["recall"] == pytest.approx((1 + 0.5 + 1) / 3)
+    report = (tmp_path / "m.report.txt").read_text()
+    assert report.count("macro avg") == 3  # the class row, the average row, the small list
+
+
+def test_output_files_override_the_prefix(tmp_path):
+    chosen = {kind: tmp_path / "tmp" / f".new-{kind}" for kind in
+              ("report.txt", "metrics.json", "confusion.png", "worst.png")}
+    metrics = write_report([[0.9, 0.1], [0.3, 0.7]], [0, 1], ["a", "b"], tmp_path / "m",
+                           log=quiet, output_files=chosen)
+    assert metrics["files"] == {kind: str(path) for kind, path in chosen.items()}
+    assert all(path.exists() for path in chosen.values())
+    assert not list(tmp_path.glob("m.*"))
+    with pytest.raises(ValueError, match="unknown kinds"):
+        write_report([[1.0]], [0], ["a"], tmp_path / "m", log=quiet,
+                     output_files={"report.html": tmp_path / "x"})
+
+
+def image_size(path):
+    with Image.open(path) as image:  # closed: the suite runs with ResourceWarning as an error
+        return image.size

@@ -96,3 +96,37 @@ def test_non_model_file_is_refused(tmp_path):
         persistence.load_model(path)
     with pytest.raises(persistence.ArtifactError, match="not found"):
         persistence.load_model(tmp_path / "missing.model")
+
+
+def test_shipped_model_has_no_optimizer_state_and_carries_its_description(tmp_path):
+    keras = pytest.importorskip("keras")
+    import zipfile
+
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(256),
+                              keras.layers.Dense(3, activation="softmax")])  # ~112k weights
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 12, 12, 3)).astype("float32")
+    model.fit(x, np.eye(3)[[0, 1, 2, 0]], epochs=1, verbose=0)  # Adam's moments now exist
+    with_optimizer = tmp_path / "with_optimizer.keras"
+    model.save(with_optimizer)
+    description = {"format": "pokedex", "run_id": "0123abcd", "class_names": ["a", "b", "c"]}
+    path = tmp_path / ".pokedex.model.tmp"  # training writes temporaries, then renames
+    persistence.save_model(model, path, description=description)
+    # Adam keeps two moments per weight: the file without them is about a third.
+    assert path.stat().st_size < 0.5 * with_optimizer.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        assert not any("optimizer" in name for name in archive.namelist())
+    assert persistence.read_description(path) == description
+    loaded = persistence.load_model(path)  # safe_mode=True accepts the extra member
+    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+def test_description_is_none_for_tutorial_h5_and_plain_keras_files(tmp_path):
+    keras = pytest.importorskip("keras")
+    model = _tiny_model(keras)
+    model.save(tmp_path / "old.h5")
+    persistence.save_model(model, tmp_path / "plain.model")
+    (tmp_path / "junk.model").write_bytes(b"PK\x03\x04 not really a zip")
+    for name in ("old.h5", "plain.model", "junk.model", "missing.model"):
+        assert persistence.read_description(tmp_path / name) is None, name
