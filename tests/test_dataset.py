@@ -1,15 +1,20 @@
 """load_image_folder: folder-per-class scanning, skipped files and the decode cache."""
 
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 
+import imagehash
 import numpy as np
 import pytest
+from PIL import Image
 
 import pyimagesearch.dataset as dataset_module
-from conftest import BLUE, GREEN, RED, assert_color_near, make_image
-from pyimagesearch.dataset import DatasetError, list_class_files, load_image_folder
+from conftest import BLUE, GREEN, RED, REPO_ROOT, assert_color_near, make_image, make_noise_image
+from pyimagesearch.dataset import DatasetError, list_class_files, load_image_folder, row_reader
 
 SIZE = 16
 
@@ -300,6 +305,128 @@ def test_cache_index_of_the_wrong_shape_is_rebuilt(dataset_root, tmp_path, files
     assert len(folder.images) == 7
 
 
+
+def test_an_index_never_maps_onto_another_array(dataset_root, tmp_path, decode_calls):
+    # Same shape, rows in another order: e.g. another process replaced the array.
+    cache = tmp_path / "cache"
+    first, _ = load(dataset_root, cache)
+    first_pixels = np.array(first.images)
+    (npy,) = cache.glob("*.npy")
+    np.save(tmp_path / "other.npy", first_pixels[::-1])
+    os.replace(tmp_path / "other.npy", npy)
+    del first
+    decode_calls.clear()
+    folder, _ = load(dataset_root, cache)
+    assert len(decode_calls) == 7
+    np.testing.assert_array_equal(np.asarray(folder.images), first_pixels)
+
+
+# --- content and perceptual hashes -------------------------------------------------------------
+
+def test_hashes_and_phashes_are_computed_once_and_kept_in_the_cache(dataset_root, tmp_path,
+                                                                     decode_calls):
+    make_noise_image(dataset_root / "squirtle" / "noise.png", size=(24, 24))
+    cache = tmp_path / "cache"
+    first, _ = load(dataset_root, cache)
+    for path, sha256, phash, image in zip(first.paths, first.hashes, first.phashes, first.images):
+        assert sha256 == hashlib.sha256((dataset_root / path).read_bytes()).hexdigest()
+        assert phash == int(str(imagehash.phash(Image.fromarray(np.asarray(image)))), 16)
+    assert first.phashes.dtype == np.uint64 and len(first.phashes) == len(first.paths) == 8
+    assert len(set(first.phashes.tolist())) > 1  # the noise image is not a solid colour
+    assert first.root == str(dataset_root)
+
+    make_image(dataset_root / "bulbasaur" / "new.png", color=GREEN)  # a partial rebuild
+    decode_calls.clear()
+    second, _ = load(dataset_root, cache)
+    assert decode_calls == ["new.png"]
+    decode_calls.clear()
+    warm, _ = load(dataset_root, cache)
+    assert decode_calls == []
+    for folder in (second, warm):
+        by_path = dict(zip(folder.paths, zip(folder.hashes, folder.phashes.tolist())))
+        for path, sha256, phash in zip(first.paths, first.hashes, first.phashes.tolist()):
+            assert by_path[path] == (sha256, phash)
+
+
+# --- interruptions, handles and locks ----------------------------------------------------------
+
+@pytest.mark.parametrize("when", ["decoding", "writing the index"])
+def test_ctrl_c_during_a_rebuild_leaves_no_temporary_file(dataset_root, tmp_path, monkeypatch,
+                                                          when):
+    cache = tmp_path / "cache"
+    real_load_image = dataset_module.load_image
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def interrupted_on_one_file(path, image_size):
+        if path.endswith("b.png"):
+            raise KeyboardInterrupt
+        return real_load_image(path, image_size)
+
+    if when == "decoding":
+        monkeypatch.setattr(dataset_module, "load_image", interrupted_on_one_file)
+    else:
+        monkeypatch.setattr(dataset_module.json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load(dataset_root, cache)
+    assert [name for name in os.listdir(cache) if "tmp" in name or name.endswith(".lock")] == []
+    monkeypatch.undo()
+    folder, _ = load(dataset_root, cache)
+    assert len(folder.images) == 7
+
+
+def test_row_reader_closes_its_file(dataset_root, tmp_path):
+    folder, _ = load(dataset_root, tmp_path / "cache")
+    open_files = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = open_files()
+    read = row_reader(folder.images)
+    np.testing.assert_array_equal(read([3, 1]), np.asarray(folder.images)[[3, 1]])
+    assert open_files() == before + 1
+    read.close()
+    assert open_files() == before
+    read = row_reader(folder.images)
+    del read  # dropped without close(): the finalizer closes it, no ResourceWarning
+    assert open_files() == before
+
+
+HOLD_LOCK = """
+import sys
+from pyimagesearch import locking
+with locking.exclusive(sys.argv[1], "test"):
+    print("holding", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_rebuild_while_another_process_holds_the_cache_names_it(dataset_root, tmp_path):
+    cache = tmp_path / "cache"
+    lock_path = dataset_module._cache_path(str(cache), str(dataset_root), SIZE) + ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, lock_path], cwd=REPO_ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(DatasetError, match=f"in use by another pokedex process "
+                                               f"\\(pid {holder.pid}\\)"):
+            load(dataset_root, cache)
+        assert not list(cache.glob("*.npy"))  # nothing written meanwhile
+    finally:
+        holder.communicate("", timeout=30)
+        holder.stdout.close()
+    folder, _ = load(dataset_root, cache)  # released: the rebuild goes ahead
+    assert len(folder.images) == 7
+
+
+def test_a_warm_cache_is_read_while_another_process_holds_the_lock(dataset_root, tmp_path,
+                                                                   decode_calls):
+    cache = tmp_path / "cache"
+    load(dataset_root, cache)
+    lock_path = dataset_module._cache_path(str(cache), str(dataset_root), SIZE) + ".lock"
+    decode_calls.clear()
+    with dataset_module.locking.exclusive(lock_path, "test"):  # flock: per open file
+        folder, _ = load(dataset_root, cache)
+    assert len(folder.images) == 7 and decode_calls == []
+
 # --- symlinks ------------------------------------------------------------------------
 
 def test_symlink_loop_does_not_hang(dataset_root, tmp_path):
@@ -360,9 +487,6 @@ def test_class_folders_without_files(tmp_path):
     with pytest.raises(DatasetError, match="no files"):
         load(tmp_path / "dataset", tmp_path / "cache")
 
-
-def test_dataset_error_is_a_value_error():
-    assert issubclass(DatasetError, ValueError)
 
 
 # --- awkward names -----------------------------------------------------------------------
