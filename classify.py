@@ -4,6 +4,7 @@
     python classify.py -m pokedex.model -l lb.pickle -i examples/ --top-k 3 --json
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ def parse_args(argv=None):
                         help="'auto' runs train.py's LiteRT copy (MODEL.tflite) when it matches "
                              "the model and label file, without TensorFlow (~0.3 s a start); "
                              "'keras' always loads the Keras model (default: %(default)s)")
+    cli.add_input_flags(answer)
     answer.add_argument("--show", action="store_true",
                         help="also open a window with each result when a display is available")
     return parser.parse_args(argv)
@@ -73,6 +75,11 @@ def main(argv=None):
             output = os.path.join(output, os.path.basename(default_output(args.image)))
         if os.path.exists(output) and os.path.samefile(output, args.image):
             cli.fail("classify.py", f"--output {output} is the input image; choose another path")
+        from pyimagesearch.annotate import check_output_extension
+
+        problem = check_output_extension(output)
+        if problem:
+            cli.fail("classify.py", f"--output: {problem}")
         try:  # a bad image is reported before TensorFlow's slow start
             open_rgb(args.image, 8)
         except UnreadableImageError as error:
@@ -99,35 +106,39 @@ def main(argv=None):
 
     try:
         classifier = inference.Classifier(args.model, args.labelbin, backend=args.backend,
-                                          num_images=len(images))
+                                          num_images=len(images),
+                                          channel_order=args.channel_order,
+                                          input_scale=args.input_scale)
     except persistence.ArtifactError as error:
         cli.fail("classify.py", str(error))
 
     results = []
-    for path, probabilities in classifier.predict_files(images, args.batch_size, skip):
-        result = inference.describe(path, probabilities, classifier.class_names,
-                                    args.top_k, args.min_confidence)
-        lines = inference.text_lines(result)
-        result["output"] = outputs[path]
-        if args.json:
-            print(json.dumps(result), flush=True)
-        elif single:
-            print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
-        else:
-            print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
-        color = "unknown" if result["label"] == inference.UNKNOWN else result["correct"]
-        try:
-            annotated = annotate.annotated_copy(path, lines, color)
-            annotate.write_image(result["output"], annotated)
-        except UnreadableImageError as error:  # changed on disk since it was classified
-            skip(path, str(error))
-            continue
-        except OSError as error:
-            cli.fail("classify.py", f"cannot write {result['output']}: {error}", code=1)
-        results.append(result)
-        if args.show and not annotate.show(annotated):
-            print("[INFO] --show: no display available, skipped the window", file=sys.stderr)
-            args.show = False
+    predictions = contextlib.closing(classifier.predict_files(images, args.batch_size, skip))
+    with predictions as answers:  # its decoding threads end even if a write fails below
+        for path, probabilities in answers:
+            result = inference.describe(path, probabilities, classifier.class_names,
+                                        args.top_k, args.min_confidence)
+            lines = inference.text_lines(result)
+            result["output"] = outputs[path]
+            if args.json:
+                print(json.dumps(result), flush=True)
+            elif single:
+                print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
+            else:
+                print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
+            color = "unknown" if result["label"] == inference.UNKNOWN else result["correct"]
+            try:
+                annotated = annotate.annotated_copy(path, lines, color)
+                annotate.write_image(result["output"], annotated)
+            except UnreadableImageError as error:  # changed on disk since it was classified
+                skip(path, str(error))
+                continue
+            except OSError as error:
+                cli.fail("classify.py", f"cannot write {result['output']}: {error}", code=1)
+            results.append(result)
+            if args.show and not annotate.show(annotated):
+                print("[INFO] --show: no display available, skipped the window", file=sys.stderr)
+                args.show = False
 
     if single:
         if not results:  # it decoded before TensorFlow started, then failed

@@ -29,6 +29,7 @@ def parse_args(argv=None):
                         help="also report top-k accuracy (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=32,
                         help="images per model call (default: %(default)s)")
+    cli.add_input_flags(parser)
     parser.add_argument("--cache-dir", default=None,
                         help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
                              "or MODEL.cache beside the model, shared with train.py)")
@@ -38,6 +39,13 @@ def parse_args(argv=None):
             parser.error(f"argument {flag}: file not found: {path}")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
+    from pyimagesearch.evaluation import output_paths
+
+    prefix = args.output_prefix or default_prefix(args.model, args.dataset)
+    for path in output_paths(prefix).values():  # before an hour of predictions, not after
+        problem = cli.unwritable_reason(path)
+        if problem:
+            parser.error(f"argument --output-prefix: {problem}")
     return args
 
 
@@ -67,7 +75,9 @@ def main(argv=None):
     from pyimagesearch import inference
 
     try:
-        classifier = inference.Classifier(args.model, args.labelbin)
+        classifier = inference.Classifier(args.model, args.labelbin,
+                                          channel_order=args.channel_order,
+                                          input_scale=args.input_scale)
         print(f"[INFO] loading images from {args.dataset}...")
         images = dataset.load_image_folder(args.dataset, classifier.image_size,
                                            args.cache_dir or dataset.default_cache_dir(args.model))

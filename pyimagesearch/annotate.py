@@ -89,6 +89,21 @@ def output_paths(image_paths, folder):
     return outputs
 
 
+def check_output_extension(path):
+    """A one-line reason if no image writer knows `path`'s extension, else None.
+
+    No extension is fine (written as PNG). Cheap: OpenCV only, checked before
+    TensorFlow starts.
+    """
+    import cv2
+
+    extension = os.path.splitext(os.fspath(path))[1]
+    if not extension or cv2.haveImageWriter("x" + extension):
+        return None
+    return (f"no image writer knows the extension {extension!r} of {path}; "
+            "use .png, .jpg, .webp, .bmp or .tif")
+
+
 def write_image(path, image_bgr):
     """Write with OpenCV, creating the folder; the format follows the extension."""
     import cv2

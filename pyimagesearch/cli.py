@@ -50,6 +50,19 @@ MAX_SEED = 2**32 - 1  # numpy's and keras.utils.set_random_seed's largest
 seed = _number_type("seed", int, lambda v: 0 <= v <= MAX_SEED, f"0 to {MAX_SEED}", 42)
 
 
+def add_input_flags(group):
+    """--channel-order and --input-scale, the same in classify.py and evaluate.py."""
+    group.add_argument("--channel-order", choices=("auto", "rgb", "bgr"), default="auto",
+                       help="the channel order the model was trained on; 'auto' reads the "
+                            "model's description, or assumes the tutorial's BGR (cv2.imread) "
+                            "for a model without one (default: %(default)s)")
+    group.add_argument("--input-scale", choices=("auto", "1", "1/255"), default="auto",
+                       help="multiply pixels 0-255 by this before the model: '1' for models "
+                            "that rescale inside (train.py's), '1/255' for the tutorial's; "
+                            "'auto' reads the model's description, else 1/255 unless the model "
+                            "starts with a Rescaling layer (default: %(default)s)")
+
+
 @contextlib.contextmanager
 def quiet_stderr():
     """Point file descriptor 2 at /dev/null for a while (C++ libraries' chatter).
@@ -84,6 +97,30 @@ def available_cpus():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def unwritable_reason(path):
+    """Why a file cannot be created at `path` (one line naming the folder), or None.
+
+    The folder may not exist yet (writers create it): its nearest existing
+    parent must be a folder we can write in. Tried for real with a temporary
+    file, because root passes every permission check yet not a read-only mount.
+    """
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"cannot write {path}: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {path}: no permission to write in {folder}"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot write {path}: {folder}: {error.strerror}"
+    return None
 
 
 def fail(prog, message, code=USAGE_ERROR):

@@ -85,9 +85,14 @@ def save_model(model, path, description=None):
     with atomic_path(path, suffix=".keras") as temporary:
         model.save(temporary)
         if description is not None:
-            text = json.dumps(description, indent=2, sort_keys=True) + "\n"
-            with zipfile.ZipFile(temporary, "a") as archive:
-                archive.writestr(DESCRIPTION_MEMBER, text)
+            embed_description(temporary, description)
+
+
+def embed_description(path, description):
+    """Add `description` (a JSON-able dict) to the .keras zip at `path`, in place."""
+    text = json.dumps(description, indent=2, sort_keys=True) + "\n"
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(DESCRIPTION_MEMBER, text)
 
 
 def read_description(path):

@@ -15,10 +15,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import (BLUE, COLOR_CLASSES, GREEN, RED, REPO_ROOT, make_image,
+from conftest import (BLUE, COLOR_CLASSES, GREEN, RED, REPO_ROOT, build_color_model, make_image,
                       make_noise_image, run_main, run_without_tensorflow)
+from described import describe_as_trained
 
 GRAY = (128, 128, 128)  # equal evidence for every class: 1/3 each
+
+
+@pytest.fixture(scope="module")
+def color_model(tmp_path_factory):
+    """conftest's colour model, described inside as train.py describes its models."""
+    model, labels = build_color_model(tmp_path_factory.mktemp("model"))
+    describe_as_trained(model, labels)
+    return model, labels
 
 
 @pytest.fixture

@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BLUE, GREEN, RED, make_image, run_main, run_without_tensorflow
+from conftest import (BLUE, GREEN, RED, build_color_model, make_image, run_main,
+                      run_without_tensorflow)
+from described import describe_as_trained
 from pyimagesearch.evaluation import MIN_TRUSTED_SUPPORT, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def color_model(tmp_path_factory):
+    """conftest's colour model, described inside as train.py describes its models."""
+    model, labels = build_color_model(tmp_path_factory.mktemp("model"))
+    describe_as_trained(model, labels)
+    return model, labels
 
 
 def quiet(*_):
