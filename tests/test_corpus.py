@@ -76,7 +76,9 @@ def build_corpus(root):
     (bad / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(200))
     add(bad / ".DS_Store", False)
     add(_png_bomb(bad / "bomb.png", 20000, 20000), False)
-    os.symlink(bad, bad / "loop")  # a symlink loop: folder links are never followed
+    # A symlink loop among loadable images: folder links are never followed, so
+    # nothing under good/loop/ may appear (and the scan must not hang).
+    os.symlink(good, good / "loop")
     return expected
 
 

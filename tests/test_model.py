@@ -14,10 +14,24 @@ def test_parameter_count_matches_the_tutorial():
 
 
 def test_rescaling_adds_no_parameters_and_scales_inputs():
-    plain = SmallerVGGNet.build(96, 96, 3, 5)
-    scaled = SmallerVGGNet.build(96, 96, 3, 5, rescale=True)
+    """The tutorial scaled by 1/255 outside the model; rescale=True must do exactly that inside:
+    the same weights on raw pixels give the plain model's answer on pixels / 255."""
+    keras.utils.set_random_seed(0)
+    plain = SmallerVGGNet.build(24, 24, 3, 4)
+    scaled = SmallerVGGNet.build(24, 24, 3, 4, rescale=True)
     assert scaled.count_params() == plain.count_params()
-    assert isinstance(scaled.layers[0], keras.layers.Rescaling)
+    # Moving statistics away from (0, 1), so inference-mode BN is not an identity.
+    for layer in plain.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.05, np.float32))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.3, np.float32))
+    scaled.set_weights(plain.get_weights())  # Rescaling has none, so they line up
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 24, 24, 3)).astype(np.float32)
+
+    expected = plain.predict_on_batch(pixels / 255)
+    np.testing.assert_allclose(scaled.predict_on_batch(pixels), expected, rtol=1e-4, atol=1e-6)
+    # And the scaling matters: the plain model on raw pixels answers differently.
+    assert np.abs(plain.predict_on_batch(pixels) - expected).max() > 0.05
 
 
 def test_layer_sequence_is_the_tutorials():
