@@ -225,6 +225,9 @@ def _read_cache(cache_path, image_size):
         rows = sorted(entry["row"] for entry in index["files"].values() if "row" in entry)
         if rows != list(range(len(images))):
             return {}, None
+        for entry in index["files"].values():  # every row's hashes readable, or rebuild
+            if "row" in entry and (len(entry["sha256"]) != 64 or int(entry["phash"], 16) >> 64):
+                return {}, None
         return index["files"], images
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}, None

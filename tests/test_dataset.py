@@ -348,6 +348,19 @@ def test_hashes_and_phashes_are_computed_once_and_kept_in_the_cache(dataset_root
             assert by_path[path] == (sha256, phash)
 
 
+
+@pytest.mark.parametrize("damage", [{"phash": "not hex"}, {"sha256": "short"}, {"phash": None}])
+def test_a_cache_entry_with_unreadable_hashes_is_rebuilt(dataset_root, tmp_path, damage):
+    cache = tmp_path / "cache"
+    first, _ = load(dataset_root, cache)
+    (index_path,) = cache.glob("*.json")
+    index = json.loads(index_path.read_text())
+    index["files"][first.paths[0]].update(damage)
+    index_path.write_text(json.dumps(index))
+    folder, _ = load(dataset_root, cache)
+    assert folder.hashes == first.hashes
+    np.testing.assert_array_equal(folder.phashes, first.phashes)
+
 # --- interruptions, handles and locks ----------------------------------------------------------
 
 @pytest.mark.parametrize("when", ["decoding", "writing the index"])
