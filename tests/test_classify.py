@@ -213,3 +213,24 @@ def test_inputs_are_validated_before_tensorflow_starts(color_model, tmp_path):
 def image_size(path):
     with Image.open(path) as image:  # closed: the suite runs with ResourceWarning as an error
         return image.size
+
+
+def test_output_extension_no_writer_knows_is_refused_before_tensorflow(color_model, tmp_path):
+    model, labels = color_model
+    make_image(tmp_path / "red.png", color=RED)
+    stderr = run_without_tensorflow("classify", ["-m", model, "-l", labels, "-i", "red.png",
+                                                 "-o", "x.xyz"], tmp_path)
+    assert stderr.splitlines() == ["classify.py: error: --output: no image writer knows the "
+                                   "extension '.xyz' of x.xyz; use .png, .jpg, .webp, .bmp or "
+                                   ".tif"]
+    assert not (tmp_path / "x.xyz").exists()
+
+
+def test_folder_run_shuts_its_decoding_threads_down(classify, tmp_path):
+    import threading
+
+    make_folder(tmp_path / "photos")
+    before = threading.active_count()
+    code, _, err = classify("-i", "photos")
+    assert code == 0, err
+    assert threading.active_count() == before

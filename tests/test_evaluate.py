@@ -208,3 +208,26 @@ def test_output_files_override_the_prefix(tmp_path):
 def image_size(path):
     with Image.open(path) as image:  # closed: the suite runs with ResourceWarning as an error
         return image.size
+
+
+def test_unwritable_output_prefix_is_refused_before_tensorflow(color_model, tmp_path):
+    """A prefix inside a regular file: refused even as root, before anything is loaded."""
+    model, labels = color_model
+    make_image(tmp_path / "data" / "red" / "a.png", color=RED)
+    (tmp_path / "results").write_text("a file, not a folder")
+    stderr = run_without_tensorflow("evaluate", ["-m", model, "-l", labels, "-d", "data",
+                                                 "--output-prefix", "results/run1"], tmp_path)
+    assert len(stderr.splitlines()) == 1
+    assert ("error: argument --output-prefix: cannot write results/run1.report.txt: "
+            f"{tmp_path / 'results'} is a file, not a folder") in stderr
+
+
+def test_folder_without_write_permission_is_refused(evaluate, tmp_path, monkeypatch):
+    make_image(tmp_path / "data" / "red" / "a.png", color=RED)
+    (tmp_path / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        False if os.fspath(path) == str(tmp_path / "locked") else real_access(path, mode)))
+    code, _, err = evaluate("-d", "data", "--output-prefix", tmp_path / "locked" / "new" / "")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"no permission to write in {tmp_path / 'locked'}" in err
