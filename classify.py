@@ -102,7 +102,7 @@ def main(argv=None):
 
         outputs = dict(zip(images, output_paths(images, folder)))
 
-    from pyimagesearch import annotate, persistence
+    from pyimagesearch import annotate, persistence, results
 
     try:
         classifier = inference.Classifier(args.model, args.labelbin, backend=args.backend,
@@ -112,13 +112,13 @@ def main(argv=None):
     except persistence.ArtifactError as error:
         cli.fail("classify.py", str(error))
 
-    results = []
+    answered = []
     predictions = contextlib.closing(classifier.predict_files(images, args.batch_size, skip))
     with predictions as answers:  # its decoding threads end even if a write fails below
         for path, probabilities in answers:
-            result = inference.describe(path, probabilities, classifier.class_names,
+            result = results.describe(path, probabilities, classifier.class_names,
                                         args.top_k, args.min_confidence)
-            lines = inference.text_lines(result)
+            lines = results.text_lines(result)
             result["output"] = outputs[path]
             if args.json:
                 print(json.dumps(result), flush=True)
@@ -126,7 +126,7 @@ def main(argv=None):
                 print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
             else:
                 print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
-            color = "unknown" if result["label"] == inference.UNKNOWN else result["correct"]
+            color = "unknown" if result["label"] == results.UNKNOWN else result["correct"]
             try:
                 annotated = annotate.annotated_copy(path, lines, color)
                 annotate.write_image(result["output"], annotated)
@@ -135,19 +135,19 @@ def main(argv=None):
                 continue
             except OSError as error:
                 cli.fail("classify.py", f"cannot write {result['output']}: {error}", code=1)
-            results.append(result)
+            answered.append(result)
             if args.show and not annotate.show(annotated):
                 print("[INFO] --show: no display available, skipped the window", file=sys.stderr)
                 args.show = False
 
     if single:
-        if not results:  # it decoded before TensorFlow started, then failed
+        if not answered:  # it decoded before TensorFlow started, then failed
             cli.fail("classify.py", f"--image: {args.image} could not be read")
         print(f"[INFO] annotated image written to {output}", file=info)
     else:
-        print(inference.summary(results, skipped, args.top_k), file=info)
-        if results:
-            print(f"[INFO] {len(results)} annotated image(s) written to {folder}", file=info)
+        print(results.summary(answered, skipped, args.top_k), file=info)
+        if answered:
+            print(f"[INFO] {len(answered)} annotated image(s) written to {folder}", file=info)
         else:
             cli.fail("classify.py", "no image could be classified")
 

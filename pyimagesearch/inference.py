@@ -9,7 +9,6 @@ import numpy as np
 from pyimagesearch import persistence
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
-UNKNOWN = "unknown"  # the answer below --min-confidence
 CHANNEL_ORDERS = ("RGB", "BGR")
 INPUT_SCALES = {"1": 1.0, "1/255": 1.0 / 255}  # --input-scale: pixels 0-255 times this
 
@@ -104,7 +103,7 @@ class Classifier:
                                              for path in paths]))
 
     def predict_arrays(self, images, batch_size=32):
-        """Probabilities (N, num_classes) for uint8 RGB images (N, S, S, 3), one model call per batch.
+        """Probabilities (N, num_classes) for uint8 RGB images (N, S, S, 3), a model call a batch.
 
         `images` may be a memory-mapped array (the dataset cache): only one
         batch at a time is turned into floats.
@@ -267,49 +266,6 @@ def _check_class_names(model_path, description, class_names, labelbin_path):
         f"{list(saved)}: they come from different training runs")
 
 
-def top_k_labels(probabilities, class_names, k):
-    """The k best (label, probability) pairs of one image, best first."""
-    order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
-    return [(class_names[i], float(probabilities[i])) for i in order]
-
-
-def true_label_from_name(path, class_names):
-    """The class named in the file name (longest match wins), or None."""
-    name = os.path.basename(path).lower()
-    matches = [c for c in class_names if c.lower() in name]
-    return max(matches, key=len) if matches else None
-
-
-def describe(path, probabilities, class_names, top_k=1, min_confidence=0.0):
-    """One image's answer as a JSON-ready dict.
-
-    `label` is the best class, or "unknown" when its probability is below
-    `min_confidence`; `labels`/`probabilities` are the top-k, best first;
-    `true_label` is the class named in the file name (None if none is), and
-    `correct` whether `label` equals it (None when there is no true label).
-    """
-    best = top_k_labels(probabilities, class_names, max(1, top_k))
-    label = best[0][0] if best[0][1] >= min_confidence else UNKNOWN
-    truth = true_label_from_name(path, class_names)
-    return {"path": os.fspath(path), "label": label, "probability": round(best[0][1], 6),
-            "labels": [name for name, _ in best],
-            "probabilities": [round(p, 6) for _, p in best],
-            "true_label": truth, "correct": None if truth is None else label == truth}
-
-
-def text_lines(result):
-    """Human lines for a `describe` result: `charmander: 97.31% (correct)`, then top-k."""
-    best, probability = result["labels"][0], result["probability"] * 100
-    if result["label"] == UNKNOWN:
-        head = f"{UNKNOWN} (best guess {best}: {probability:.2f}%)"
-    else:
-        verdict = {None: "", True: " (correct)", False: " (incorrect)"}[result["correct"]]
-        head = f"{best}: {probability:.2f}%{verdict}"
-    rest = [f"{rank}. {name}: {p * 100:.2f}%" for rank, (name, p) in
-            enumerate(zip(result["labels"][1:], result["probabilities"][1:]), start=2)]
-    return [head] + rest
-
-
 def find_images(spec, exclude=None):
     """The files `--image` names: a folder (recursively, hidden folders left out) or a glob.
 
@@ -361,24 +317,3 @@ def screen_images(paths, on_skip):
                 continue
         kept.append(path)
     return kept
-
-
-def summary(results, skipped, top_k=1, max_names=5):
-    """One line for many images: counts, skipped names, accuracy where file names carry labels."""
-    names = [os.path.basename(path) for path in skipped[:max_names]]
-    if len(skipped) > max_names:
-        names.append(f"and {len(skipped) - max_names} more")
-    line = f"[INFO] classified {len(results)} image(s), skipped {len(skipped)}"
-    line += f" ({', '.join(names)})" if names else ""
-    labelled = [result for result in results if result["true_label"] is not None]
-    if labelled:
-        right = sum(result["correct"] for result in labelled)
-        line += (f"; accuracy {right / len(labelled):.2%} ({right} of {len(labelled)} "
-                 f"named after a class)")
-        if top_k > 1:
-            in_top = sum(result["true_label"] in result["labels"] for result in labelled)
-            line += f", top-{top_k} accuracy {in_top / len(labelled):.2%}"
-    unknown = sum(result["label"] == UNKNOWN for result in results)
-    if unknown:
-        line += f"; {unknown} unknown (below --min-confidence)"
-    return line

@@ -130,3 +130,22 @@ def test_description_is_none_for_tutorial_h5_and_plain_keras_files(tmp_path):
     (tmp_path / "junk.model").write_bytes(b"PK\x03\x04 not really a zip")
     for name in ("old.h5", "plain.model", "junk.model", "missing.model"):
         assert persistence.read_description(tmp_path / name) is None, name
+
+
+def test_description_is_read_from_compressed_or_commented_zips_too(tmp_path):
+    """The quick reader handles the plain zip save_model writes; others go through zipfile."""
+    import json
+    import zipfile
+
+    description = {"run_id": "ab12", "class_names": ["a"]}
+    for name, compression, comment in [("stored", zipfile.ZIP_STORED, b""),
+                                       ("deflated", zipfile.ZIP_DEFLATED, b""),
+                                       ("commented", zipfile.ZIP_STORED, b"x" * 300)]:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", compression) as archive:
+            archive.writestr("config.json", "{}" * 1000)
+            archive.writestr(persistence.DESCRIPTION_MEMBER, json.dumps(description))
+            archive.comment = comment
+        assert persistence.read_description(path) == description, name
+        path.write_bytes(path.read_bytes()[:-40 - len(comment)])  # the end record cut off
+        assert persistence.read_description(path) is None, name
