@@ -60,7 +60,14 @@ def parse_args(argv=None):
                           help="discard the checkpoint of an interrupted run (MODEL.run/) "
                                "instead of resuming it; by default re-running the same command "
                                "resumes after the last completed epoch")
-    training.add_argument("--seed", type=int, default=42,
+    training.add_argument("--checkpoint-every", type=cli.non_negative_float, default=120.0,
+                          metavar="SECONDS",
+                          help="write a resumable checkpoint (model + optimizer, ~3x the "
+                               "weights) when this many seconds have passed since the last "
+                               "one, and at once on Ctrl-C/SIGTERM; a hard kill loses at most "
+                               "this much work; 0 checkpoints after every epoch "
+                               "(default: %(default)s)")
+    training.add_argument("--seed", type=cli.seed, default=42,
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
     args = parser.parse_args(argv)
@@ -76,7 +83,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from pyimagesearch import dataset, persistence, training
+    from pyimagesearch import dataset, locking, persistence, training
 
     settings = dict(vars(args))
     settings["cache_dir"] = args.cache_dir or dataset.default_cache_dir(args.model)
@@ -84,11 +91,13 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         training.train(settings)
-    except (dataset.DatasetError, persistence.ArtifactError) as error:
+    except (dataset.DatasetError, persistence.ArtifactError, locking.LockedError) as error:
         cli.fail("train.py", str(error))
+    except training.TrainingDiverged as error:
+        cli.fail("train.py", str(error), code=1)
     except training.Interrupted as stop:
         cli.fail("train.py", f"interrupted after {stop.epochs_done} completed epoch(s), "
-                             f"saved in {stop.run_path}; run the same command again to resume "
+                             f"progress saved in {stop.run_path}; run the same command again to resume "
                              "(previous model, labels and plot are unchanged)",
                  code=cli.INTERRUPTED)
     except KeyboardInterrupt:

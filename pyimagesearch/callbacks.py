@@ -1,4 +1,7 @@
-"""Keras callbacks used by training: precise BatchNorm statistics, resumable checkpoints."""
+"""Keras callbacks used by training: precise BatchNorm statistics, best epoch and checkpoints."""
+
+import math
+import time
 
 import keras
 import numpy as np
@@ -42,16 +45,18 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             for layer, momentum in zip(layers, momenta):
                 layer.momentum = momentum
         # Pool over batches with the law of total variance, so batches that
-        # each hold few classes still give the population variance.
-        sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of means, of E[x^2]
+        # each hold few classes still give the population variance; each batch
+        # weighs by its number of images (the last one is often short).
+        sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n*mean, of n*E[x^2]
         count = 0
         for images, _ in self.batches:
             self.forward(images)
+            size = int(images.shape[0])
             for total, layer in zip(sums, layers):
                 mean = layer.moving_mean.numpy()
-                total[0] += mean
-                total[1] += layer.moving_variance.numpy() + mean**2
-            count += 1
+                total[0] += size * mean
+                total[1] += size * (layer.moving_variance.numpy() + mean**2)
+            count += size
         for (mean_sum, square_sum), layer in zip(sums, layers):
             mean = mean_sum / count
             layer.moving_mean.assign(mean)
@@ -59,34 +64,71 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Checkpoint every epoch, track the lowest val_loss, stop after `patience`.
+    """Track the lowest val_loss, stop after `patience`, checkpoint every `every_seconds`.
 
     Replaces EarlyStopping(restore_best_weights=True) with state that
-    survives a restart: after training, `restore_best()` loads the best epoch.
+    survives a restart. The best epoch's weights are held in memory and go
+    to disk with the next checkpoint; `restore_best(model)` puts them back.
+    A loss that turns NaN or infinite stops training at once (`diverged`
+    names the epoch) and such an epoch is never kept as the best.
     """
 
-    def __init__(self, run_folder, state, patience):
+    def __init__(self, run_folder, state, patience, every_seconds=0.0, clock=time.monotonic):
         super().__init__()
         self.run_folder, self.state, self.patience = run_folder, state, patience
+        self.every_seconds, self.clock = every_seconds, clock
+        self.last_saved = clock()
+        self.best_weights = None  # arrays of the best epoch, not yet on disk
+        self.diverged = None  # the 1-based epoch whose loss became NaN/inf
+        self.bytes_written = 0
+        self.epoch_started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = self.state["epoch"] + 1
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         state = self.state
+        val_loss = float(logs.get("val_loss", float("nan")))
+        if self.diverged or not (math.isfinite(float(logs.get("loss", 0.0)))
+                                 and math.isfinite(val_loss)):
+            self.diverged = epoch + 1  # never recorded, never the best
+            self.model.stop_training = True
+            return
         for key, value in logs.items():
             state["history"].setdefault(key, []).append(float(value))
+        if self.epoch_started is not None:
+            state["history"].setdefault("seconds", []).append(self.clock() - self.epoch_started)
         state["epoch"] = epoch + 1
-        val_loss = float(logs.get("val_loss", float("inf")))
         improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
         if improved:
             state["best_val_loss"], state["best_epoch"], state["wait"] = val_loss, epoch + 1, 0
+            self.best_weights = self.model.get_weights()  # (copies) held until the next save
         else:
             state["wait"] += 1
-        self.run_folder.save(self.model, state, improved)
         if self.patience and state["wait"] >= self.patience:
             print(f"[INFO] no lower val_loss for {self.patience} epochs: stopping early")
             self.model.stop_training = True
+        elif self.clock() - self.last_saved >= self.every_seconds:
+            self.save(self.model)
 
-    def restore_best(self):
-        path = self.run_folder.best_weights_path(self.state)
-        if path:
-            self.model.load_weights(path)
+    def save(self, model):
+        """Write a checkpoint of `model` now (Ctrl-C, or the interval has passed)."""
+        if self.state["epoch"] == 0:
+            return  # nothing completed yet: a fresh start is as good
+        self.bytes_written += self.run_folder.save(model, self.state, self.best_weights)
+        self.best_weights = None
+        self.last_saved = self.clock()
+
+    def restore_best(self, model):
+        """Put the best epoch's weights into `model` (from memory, else from the run folder)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+            return True
+        return self.run_folder.load_best_weights(model, self.state)

@@ -71,7 +71,8 @@ def open_rgb(path, min_size):
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnreadableImageError(f"{path}: {reason}") from None
     except Exception as error:  # a decoder bug must not kill a training run
-        raise UnreadableImageError(f"{path}: {type(error).__name__}: {error}") from None
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise UnreadableImageError(f"{path}: {type(error).__name__}: {reason}") from None
 
 
 def _decode_small(image, image_size):

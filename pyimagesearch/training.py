@@ -1,213 +1,317 @@
 """Training SmallerVGGNet on a folder-per-class dataset, end to end.
 
-train.py parses arguments and calls `train(settings)`; this module does the
-rest: scan and cache the images, split, fit with callbacks, and write the
-model, label binarizer, class names, settings and plot only after training
-succeeded, each atomically.
+train.py parses arguments and calls `train(settings)`, which runs one step
+per function, top to bottom:
+
+    check_outputs   every output path is a writable file name (before any slow work)
+    load_data       scan and cache the images, drop classes with no readable image
+    prepare_run     a fresh run (group-aware split, new model) or a resumed one
+                    (the split stored by content hash, the checkpointed model)
+    fit             model.fit with precise BatchNorm and checkpoints
+    evaluate_test   the held-out test split, scored by the best epoch
+    save_outputs    model, labels, LiteRT copy, descriptions, plot and test report,
+                    written to temporaries and renamed together at the very end
 """
 
 import contextlib
+import hashlib
 import os
+import pickle
 import platform
 import sys
-import time
+import tempfile
+import uuid
+from dataclasses import dataclass
 
 import numpy as np
 
 from pyimagesearch import dataset as dataset_lib
-from pyimagesearch import persistence
+from pyimagesearch import interrupts, locking, persistence
 from pyimagesearch.cli import import_tensorflow_quietly
 from pyimagesearch.litert import export_tflite
 from pyimagesearch.plots import plot_history
 
 
-def train(settings, log=print):
-    """Train per `settings` (a dict of train.py's resolved flags); return the history."""
-    image_size = settings["image_size"]
-    log(f"[INFO] loading images from {settings['dataset']}...")
-    folder = dataset_lib.load_image_folder(settings["dataset"], image_size,
-                                           settings["cache_dir"], log=log)
-    counts = np.bincount(folder.labels, minlength=len(folder.class_names))
-    usable = [name for name, count in zip(folder.class_names, counts) if count > 0]
-    if len(usable) < 2:
-        raise dataset_lib.DatasetError(
-            f"need at least two classes with readable images in {settings['dataset']}, "
-            f"found {len(usable)} ({', '.join(usable) or 'none'})"
-        )
-    for name, count in zip(folder.class_names, counts):
-        if count == 0:
-            log(f"[WARNING] class '{name}' has no readable images; it is left out")
-    class_names = usable
-    # Re-number labels over the usable classes only, keeping sorted order.
-    remap = {folder.class_names.index(name): index for index, name in enumerate(class_names)}
-    labels = np.array([remap[label] for label in folder.labels], dtype=np.int64)
-    log("[INFO] " + ", ".join(f"{name}: {int(np.sum(labels == i))}"
-                              for i, name in enumerate(class_names)))
-
-    # Imported only now, so dataset mistakes are reported without TF's slow start.
-    log(f"[INFO] TensorFlow device: {import_tensorflow_quietly()}")
-    import keras
-    from sklearn.preprocessing import LabelBinarizer
-
-    from pyimagesearch import callbacks, checkpoints, evaluation, pipeline
-    from pyimagesearch.smallervggnet import SmallerVGGNet
-
-    keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
-    train_rows, val_rows, test_rows = split_rows(labels, settings, log, class_names)
-    log(f"[INFO] {len(train_rows)} training, {len(val_rows)} validation and {len(test_rows)} "
-        f"test images, {len(folder.skipped)} file(s) skipped")
-    batch_size = settings["batch_size"]
-    train_data = pipeline.make_dataset(folder.images, labels, train_rows, len(class_names),
-                                       batch_size, True, settings["seed"], settings["augmenter"])
-    val_data = pipeline.make_dataset(folder.images, labels, val_rows, len(class_names),
-                                     batch_size, False, settings["seed"])
-
-    run_folder = checkpoints.RunFolder(settings["model"])
-    state = None if settings.get("restart") else run_folder.load_state()
-    if settings.get("resume") and state is None:
-        raise dataset_lib.DatasetError(f"--resume: no checkpoint to resume in {run_folder.path}")
-    if state:
-        run_folder.check_resumable(state, class_names, settings)
-        model = run_folder.load_model(state)
-        log(f"[INFO] resuming after epoch {state['epoch']} from {run_folder.path} "
-            "(use --restart to start over)")
-    else:
-        run_folder.clear()
-        state = checkpoints.new_state(class_names, settings)
-        model = SmallerVGGNet.build(image_size, image_size, 3, len(class_names), rescale=True)
-        # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
-        # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            settings["lr"], decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-
-    # Checkpoint every epoch; keep the epoch with the lowest validation loss,
-    # not simply the last one; with --patience N stop after N epochs without one.
-    checkpoint = callbacks.EpochCheckpoint(run_folder, state, settings["patience"])
-    recalibrate = callbacks.PreciseBatchNorm(
-        pipeline.make_dataset(folder.images, labels, train_rows, len(class_names), batch_size,
-                              True, settings["seed"], augmenter="none")
-        .take(callbacks.PreciseBatchNorm.MAX_BATCHES))  # shuffled, not augmented
-    log(f"[INFO] training for up to {settings['epochs']} epochs...")
-    started = time.time()
-    try:
-        if state["epoch"] < settings["epochs"] and not _patience_exhausted(state, settings):
-            model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
-                      initial_epoch=state["epoch"], callbacks=[recalibrate, checkpoint],
-                      shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
-    except KeyboardInterrupt:
-        raise Interrupted(state["epoch"], run_folder.path) from None
-    checkpoint.restore_best()
-    history = state["history"]
-    best_epoch = state["best_epoch"] - 1
-    log(f"[INFO] trained {len(history['loss'])} epochs ({time.time() - started:.0f} s this run); "
-        f"keeping epoch {best_epoch + 1}: val_loss {history['val_loss'][best_epoch]:.4f}, "
-        f"val_accuracy {history['val_accuracy'][best_epoch]:.2%}")
-
-    test_metrics = None
-    if len(test_rows):
-        # Images that neither training nor the choice of epoch ever saw.
-        log(f"[INFO] evaluating on {len(test_rows)} held-out test images...")
-        read = dataset_lib.row_reader(folder.images)
-        probabilities = np.concatenate([
-            model.predict_on_batch(read(test_rows[start:start + batch_size]).astype(np.float32))
-            for start in range(0, len(test_rows), batch_size)])
-        test_metrics = evaluation.write_report(
-            probabilities, labels[test_rows], class_names, settings["model"],
-            paths=[os.path.join(settings["dataset"], folder.paths[row]) for row in test_rows],
-            extra={"split": "test", "test_split": settings["test_split"],
-                   "seed": settings["seed"]}, log=log)
-
-    label_binarizer = LabelBinarizer().fit(class_names)
-    description = {
-        "class_names": class_names,
-        "image_size": image_size,
-        "channels": "RGB",
-        "input": "uint8 pixels 0-255; the model rescales to [0, 1] itself",
-        "settings": settings,
-        "epochs_run": len(history["loss"]),
-        "best_epoch": best_epoch + 1,
-        "best_val_loss": float(history["val_loss"][best_epoch]),
-        "best_val_accuracy": float(history["val_accuracy"][best_epoch]),
-        "train_images": int(len(train_rows)),
-        "val_images": int(len(val_rows)),
-        "test_images": int(len(test_rows)),
-        "test_accuracy": test_metrics["accuracy"] if test_metrics else None,
-        "skipped_files": folder.skipped,
-        "versions": _versions(),
-    }
-    save_outputs(model, label_binarizer, description, history, settings)
-    run_folder.clear()  # the final model is saved; the checkpoints are no longer needed
-    return history
+class OutputPathError(dataset_lib.DatasetError):
+    """An output path that cannot be written (a folder, or a folder we cannot write to)."""
 
 
-def split_rows(labels, settings, log, class_names=None):
-    """Stratified (train, validation, test) row indices, fixed by --seed.
-
-    --test-split and --val-split are shares of the whole dataset: 0.15 and
-    0.2 give 65/20/15. The test part is drawn first, so the same seed gives
-    the same test images whatever --val-split is.
-    """
-    split = dataset_lib.stratified_split
-    test_share, val_share = settings["test_split"], settings["val_split"]
-    rest, test_rows = (split(labels, test_share, settings["seed"], log, class_names)
-                       if test_share else (np.arange(len(labels)), np.array([], dtype=np.int64)))
-    train_part, val_part = split(labels[rest], val_share / (1 - test_share), settings["seed"] + 1,
-                                 log, class_names)
-    if len(val_part) == 0:
-        raise dataset_lib.DatasetError("every class is too small to hold out validation images")
-    return rest[train_part], rest[val_part], test_rows
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing was saved."""
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; the last completed epoch is checkpointed."""
+    """Ctrl-C during training; the progress so far is checkpointed."""
 
     def __init__(self, epochs_done, run_path):
         super().__init__(epochs_done, run_path)
         self.epochs_done, self.run_path = epochs_done, run_path
 
 
-def _patience_exhausted(state, settings):
-    return bool(settings["patience"]) and state["wait"] >= settings["patience"]
+@dataclass
+class Data:
+    folder: dataset_lib.ImageFolder
+    class_names: list  # classes with at least one readable image, sorted
+    labels: np.ndarray  # (N,) index into class_names, one per row of folder.images
 
 
-def save_outputs(model, label_binarizer, description, history, settings):
-    """Write every output to a temporary file first, then rename them together.
+def train(settings, log=print):
+    """Train per `settings` (a dict of train.py's resolved flags); return the history."""
+    check_outputs(settings)
+    with locking.exclusive(f"{settings['model']}.lock",
+                           f"the model {settings['model']} (and its run folder)"):
+        data = load_data(settings, log)
+        # Imported only now, so dataset mistakes are reported without TF's slow start.
+        log(f"[INFO] TensorFlow device: {import_tensorflow_quietly()}")
+        import keras
 
-    If anything fails (disk full, Ctrl-C) before the renames, the previous
-    model, labels and plot are untouched.
+        keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
+        run = prepare_run(data, settings, log)
+        try:
+            fit(run, data, settings, log)
+            run.checkpoint.restore_best(run.model)
+            history, best = run.state["history"], run.state["best_epoch"]
+            log(f"[INFO] trained {len(history['loss'])} epochs; keeping epoch {best}: "
+                f"val_loss {history['val_loss'][best - 1]:.4f}, "
+                f"val_accuracy {history['val_accuracy'][best - 1]:.2%}")
+            test = evaluate_test(run, data, settings, log)
+            save_outputs(run, data, test, settings, log)
+        except KeyboardInterrupt:
+            # Keep what was done: the weights as they are now (an interrupted
+            # epoch runs again in full on resume) and the best epoch so far.
+            with interrupts.deferred():
+                run.checkpoint.save(run.model)
+            raise Interrupted(run.state["epoch"], run.folder.path) from None
+        run.folder.clear()  # the final model is saved; the checkpoints are no longer needed
+    return run.state["history"]
+
+
+def check_outputs(settings):
+    """Refuse output paths that are folders or cannot be written, before any slow work."""
+    for flag, key in (("--model", "model"), ("--labelbin", "labelbin"), ("--plot", "plot")):
+        path = settings[key]
+        if os.path.isdir(path):
+            raise OutputPathError(f"{flag} {path} is a folder; give a file name, "
+                                  f"e.g. {os.path.join(path, os.path.basename(settings[key]) or 'x')}")
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass  # really create a file: permission bits, read-only mounts, quotas
+        except OSError as error:
+            raise OutputPathError(f"{flag} {path}: cannot write in {folder} "
+                                  f"({error.strerror or error})") from None
+
+
+def load_data(settings, log):
+    """Scan and cache the dataset; keep the classes with at least one readable image."""
+    log(f"[INFO] loading images from {settings['dataset']}...")
+    folder = dataset_lib.load_image_folder(settings["dataset"], settings["image_size"],
+                                           settings["cache_dir"], log=log)
+    counts = np.bincount(folder.labels, minlength=len(folder.class_names))
+    usable = [name for name, count in zip(folder.class_names, counts) if count > 0]
+    if len(usable) < 2:
+        raise dataset_lib.DatasetError(
+            f"need at least two classes with readable images in {settings['dataset']}, "
+            f"found {len(usable)} ({', '.join(usable) or 'none'})")
+    for name, count in zip(folder.class_names, counts):
+        if count == 0:
+            log(f"[WARNING] class '{name}' has no readable images; it is left out")
+    # Re-number labels over the usable classes only, keeping sorted order.
+    remap = {folder.class_names.index(name): index for index, name in enumerate(usable)}
+    labels = np.array([remap[label] for label in folder.labels], dtype=np.int64)
+    log("[INFO] " + ", ".join(f"{name}: {int(np.sum(labels == i))}"
+                              for i, name in enumerate(usable)))
+    return Data(folder, usable, labels)
+
+
+@dataclass
+class Run:
+    folder: object  # checkpoints.RunFolder
+    state: dict  # epoch, history, best epoch, split by content hash (checkpoints.py)
+    model: object  # compiled keras.Model
+    split: object  # splitting.Split: train/val/test rows
+    checkpoint: object = None  # callbacks.EpochCheckpoint, set by fit()
+
+
+def prepare_run(data, settings, log):
+    """A resumed run (stored split and checkpointed model) or a fresh one."""
+    from pyimagesearch import checkpoints, splitting
+
+    run_folder = checkpoints.RunFolder(settings["model"])
+    state = None if settings.get("restart") else run_folder.load_state()
+    if settings.get("resume") and state is None:
+        raise dataset_lib.DatasetError(f"--resume: no checkpoint to resume in {run_folder.path}")
+    if state and state.get("split"):
+        run_folder.check_resumable(state, data.class_names, settings)
+        # Split by content hash as stored: former test images never move into
+        # training; new files go to training only.
+        split = splitting.reuse_split(data.folder, state["split"], log=log)
+        model = run_folder.load_model(state)
+        log(f"[INFO] resuming after epoch {state['epoch']} from {run_folder.path} "
+            "(use --restart to start over)")
+    else:
+        run_folder.clear()
+        split = splitting.make_split(data.folder, val_split=settings["val_split"],
+                                     test_split=settings["test_split"], seed=settings["seed"],
+                                     log=log)
+        state = checkpoints.new_state(data.class_names, settings, split.to_state())
+        model = build_model(data, settings)
+    log(f"[INFO] {len(split.train)} training, {len(split.val)} validation and "
+        f"{len(split.test)} test images, {len(data.folder.skipped)} file(s) skipped")
+    return Run(run_folder, state, model, split)
+
+
+def build_model(data, settings):
+    """SmallerVGGNet with the tutorial's optimizer, compiled."""
+    import keras
+
+    from pyimagesearch.smallervggnet import SmallerVGGNet
+
+    size = settings["image_size"]
+    model = SmallerVGGNet.build(size, size, 3, len(data.class_names), rescale=True)
+    # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
+    # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
+    schedule = keras.optimizers.schedules.InverseTimeDecay(
+        settings["lr"], decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(run, data, settings, log):
+    """model.fit from the run's last epoch to settings['epochs'] (or patience)."""
+    from pyimagesearch import callbacks, pipeline
+
+    images, labels, classes = data.folder.images, data.labels, len(data.class_names)
+    batch_size, seed = settings["batch_size"], settings["seed"]
+    train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
+                                       True, seed, settings["augmenter"])
+    val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
+                                     False, seed)
+    # Keep the epoch with the lowest validation loss, not simply the last one;
+    # with --patience N stop after N epochs without one.
+    run.checkpoint = callbacks.EpochCheckpoint(run.folder, run.state, settings["patience"],
+                                               settings.get("checkpoint_every", 120.0))
+    recalibrate = callbacks.PreciseBatchNorm(
+        pipeline.make_dataset(images, labels, run.split.train, classes, batch_size, True, seed,
+                              augmenter="none")
+        .take(callbacks.PreciseBatchNorm.MAX_BATCHES))  # shuffled, not augmented
+    state = run.state
+    patience_over = bool(settings["patience"]) and state["wait"] >= settings["patience"]
+    if state["epoch"] >= settings["epochs"] or patience_over:
+        log(f"[INFO] the checkpoint already holds the last epoch ({state['epoch']}); "
+            "writing the outputs from its best epoch")
+        return
+    log(f"[INFO] training for up to {settings['epochs']} epochs...")
+    run.model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
+                  initial_epoch=state["epoch"], callbacks=[recalibrate, run.checkpoint],
+                  shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    if run.checkpoint.diverged:
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite in epoch {run.checkpoint.diverged}; the "
+            f"learning rate is probably too high (--lr {settings['lr']:g}): try "
+            f"--restart --lr {settings['lr'] / 10:g}. Nothing was saved")
+    if not state["best_epoch"]:
+        raise TrainingDiverged("no epoch completed with a finite validation loss")
+
+
+def evaluate_test(run, data, settings, log):
+    """Probabilities of the best epoch on the test split, or None without one."""
+    rows = run.split.test
+    if not len(rows):
+        return None
+    # Images that neither training nor the choice of epoch ever saw.
+    log(f"[INFO] evaluating on {len(rows)} held-out test images...")
+    read = dataset_lib.row_reader(data.folder.images)
+    batch = settings["batch_size"]
+    probabilities = np.concatenate([
+        run.model.predict_on_batch(read(rows[start:start + batch]).astype(np.float32))
+        for start in range(0, len(rows), batch)])  # (T, C)
+    return probabilities
+
+
+def describe(run, data, settings, labelbin_bytes):
+    """Everything a user of the model needs to know, stored inside it and beside it."""
+    history, best = run.state["history"], run.state["best_epoch"]
+    return {
+        "format": "pokedex",
+        "run_id": uuid.uuid4().hex,
+        "architecture": "smallervggnet",
+        "class_names": data.class_names,
+        "image_size": settings["image_size"],
+        "channels": "RGB",
+        "channel_order": "RGB",
+        "input_scale": 1.0,
+        "input": "uint8 pixels 0-255; the model rescales to [0, 1] itself",
+        "labelbin_sha256": hashlib.sha256(labelbin_bytes).hexdigest(),
+        "settings": settings,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best,
+        "best_val_loss": float(history["val_loss"][best - 1]),
+        "best_val_accuracy": float(history["val_accuracy"][best - 1]),
+        "train_images": int(len(run.split.train)),
+        "val_images": int(len(run.split.val)),
+        "test_images": int(len(run.split.test)),
+        "split": {"groups": int(run.split.num_groups), "merged": int(run.split.merged),
+                  "new_images_to_training": int(run.split.new_rows),
+                  "removed_since_split": int(run.split.removed)},
+        "test_accuracy": None,
+        "skipped_files": data.folder.skipped,
+        "versions": _versions(),
+    }
+
+
+def save_outputs(run, data, test_probabilities, settings, log):
+    """Write every output to a temporary file, then rename them together at the end.
+
+    A failure anywhere (disk full, an exception, Ctrl-C: held back until the
+    renames are done) before the renames leaves the previous set whole.
     """
+    from sklearn.preprocessing import LabelBinarizer
+
+    from pyimagesearch import evaluation
+
     model_path = settings["model"]
-    with contextlib.ExitStack() as stack:
-        model_tmp = stack.enter_context(persistence.atomic_path(model_path, ".keras"))
-        model.save(model_tmp)
-        lb_tmp = stack.enter_context(persistence.atomic_path(settings["labelbin"]))
-        persistence.save_label_binarizer(label_binarizer, lb_tmp)
-        # A LiteRT copy lets classify.py answer in ~0.3 s without TensorFlow. The
-        # sidecar ties it to this model file (size, mtime survive the rename)
-        # and this label file (sha256), so a stale copy is never used.
+    labelbin_bytes = pickle.dumps(LabelBinarizer().fit(data.class_names))
+    description = describe(run, data, settings, labelbin_bytes)
+    with interrupts.deferred(), contextlib.ExitStack() as stack:
+        def temporary(path, suffix=""):
+            return stack.enter_context(persistence.atomic_path(path, suffix))
+
+        if test_probabilities is not None:
+            report_files = {kind: temporary(path, os.path.splitext(path)[1]) for kind, path in
+                            evaluation.output_paths(model_path).items()}
+            rows = run.split.test
+            metrics = evaluation.write_report(
+                test_probabilities, data.labels[rows], data.class_names, model_path,
+                paths=[os.path.join(settings["dataset"], data.folder.paths[row]) for row in rows],
+                extra={"split": "test", "test_split": settings["test_split"],
+                       "seed": settings["seed"], "split_groups": description["split"]},
+                log=log, output_files=report_files)
+            description["test_accuracy"] = metrics["accuracy"]
+        persistence.save_model(run.model, temporary(model_path, ".keras"), description)
+        with open(temporary(settings["labelbin"]), "wb") as handle:
+            handle.write(labelbin_bytes)
+        # A LiteRT copy lets classify.py answer in ~0.3 s without TensorFlow; the
+        # run id inside both files ties it to this model.
         tflite_path = f"{model_path}.tflite"
-        tflite_tmp = stack.enter_context(persistence.atomic_path(tflite_path, ".tflite"))
-        export_tflite(model, tflite_tmp)
-        model_stat = os.stat(model_tmp)
-        litert_tmp = stack.enter_context(
-            persistence.atomic_path(persistence.sidecar_path(model_path, "litert")))
-        persistence.write_json_atomic(litert_tmp, {
-            "tflite": os.path.basename(tflite_path), "tflite_size": os.path.getsize(tflite_tmp),
-            "model_size": model_stat.st_size, "model_mtime_ns": model_stat.st_mtime_ns,
-            "labelbin_sha256": persistence.file_sha256(lb_tmp),
-            "class_names": description["class_names"], "image_size": description["image_size"]})
-        labels_tmp = stack.enter_context(
-            persistence.atomic_path(persistence.sidecar_path(model_path, "labels")))
-        persistence.write_json_atomic(labels_tmp, description["class_names"])
-        info_tmp = stack.enter_context(
-            persistence.atomic_path(persistence.sidecar_path(model_path, "settings")))
-        persistence.write_json_atomic(info_tmp, description)
-        plot_tmp = stack.enter_context(persistence.atomic_path(settings["plot"], ".png"))
-        plot_history(history, plot_tmp, best_epoch=description["best_epoch"])
-    print(f"[INFO] saved model to {model_path}, labels to {settings['labelbin']}, "
-          f"plot to {settings['plot']}")
+        essentials = {key: description[key] for key in (
+            "format", "run_id", "class_names", "image_size", "channel_order", "input_scale",
+            "labelbin_sha256")}
+        export_tflite(run.model, temporary(tflite_path, ".tflite"), metadata=essentials)
+        persistence.write_json_atomic(
+            temporary(persistence.sidecar_path(model_path, "litert")),
+            dict(essentials, tflite=os.path.basename(tflite_path)))
+        persistence.write_json_atomic(
+            temporary(persistence.sidecar_path(model_path, "labels")), data.class_names)
+        persistence.write_json_atomic(
+            temporary(persistence.sidecar_path(model_path, "settings")), description)
+        plot_history(run.state["history"], temporary(settings["plot"], ".png"),
+                     best_epoch=description["best_epoch"])
+    log(f"[INFO] saved model to {model_path}, labels to {settings['labelbin']}, "
+        f"plot to {settings['plot']}")
+    return description
 
 
 def _versions():
@@ -218,3 +322,4 @@ def _versions():
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__}
+

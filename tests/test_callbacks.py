@@ -138,10 +138,6 @@ def test_two_bn_layers_each_get_the_statistics_of_their_training_mode_inputs():
     assert_moving_statistics(bn2, conv2_outputs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PreciseBatchNorm averages batch moments with equal weight per batch, so a short last "
-    "batch (training.py does not drop the remainder) counts as much as a full one; weight "
-    "by batch size to get the population statistics"))
 def test_a_short_last_batch_counts_by_its_number_of_images():
     keras.utils.set_random_seed(2)
     model = one_bn_model()

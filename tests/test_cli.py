@@ -139,6 +139,9 @@ def assert_usage_error(result, fragment):
     ("--val-split", "1", "between 0 and 1"),
     ("--val-split", "1.5", "between 0 and 1"),
     ("--epochs", "ten", "whole number"),
+    ("--seed", "-1", "0 to 4294967295"),
+    ("--seed", "4294967296", "0 to 4294967295"),
+    ("--checkpoint-every", "-5", "0 or more"),
 ])
 def test_train_rejects_bad_numbers(tmp_path, flag, value, fragment):
     (tmp_path / "data").mkdir()
@@ -175,3 +178,38 @@ def test_classify_rejects_missing_files_and_unreadable_image(workspace, tmp_path
         result = run("classify.py", "-m", model_path, "-l", labels_path, "-i", image_path,
                      cwd=tmp_path, cache=tmp_path)
         assert_usage_error(result, fragment)
+
+
+def test_train_refuses_unwritable_outputs_before_training(tmp_path):
+    """--model naming a folder, or a path under a file, fails in one line before any work."""
+    from conftest import run_without_tensorflow
+
+    make_images(tmp_path / "data" / "red", COLORS["red"], 3, 0)
+    make_images(tmp_path / "data" / "blue", COLORS["blue"], 3, 1)
+    (tmp_path / "a folder").mkdir()
+    (tmp_path / "a file").write_text("not a folder")
+    cases = [(["-m", tmp_path / "a folder"], "--model"),
+             (["-m", tmp_path / "a file" / "m.model"], "cannot write"),
+             (["-l", tmp_path / "a folder"], "--labelbin")]
+    for override, fragment in cases:
+        args = dict(zip(["-m", "-l"], [tmp_path / "m.model", tmp_path / "lb.pickle"]))
+        args.update(dict(zip(override[::2], override[1::2])))
+        err = run_without_tensorflow("train", ["-d", tmp_path / "data", "--cache-dir",
+                                               tmp_path / "cache", *sum(args.items(), ())],
+                                     cwd=tmp_path)
+        lines = [line for line in err.splitlines() if "error:" in line]
+        assert len(lines) == 1 and fragment in lines[0], err
+    assert not (tmp_path / "cache").exists()  # refused before the images were even read
+
+
+def test_second_training_on_the_same_model_names_the_first_and_exits_2(tmp_path):
+    from pyimagesearch import locking
+
+    make_images(tmp_path / "data" / "red", COLORS["red"], 3, 0)
+    make_images(tmp_path / "data" / "blue", COLORS["blue"], 3, 1)
+    with locking.exclusive(str(tmp_path / "m.model.lock"), "the model"):
+        result = run("train.py", "-d", tmp_path / "data", "-m", tmp_path / "m.model",
+                     "-l", tmp_path / "lb.pickle", cwd=tmp_path, cache=tmp_path / "cache")
+    assert_usage_error(result, f"in use by another pokedex process (pid {os.getpid()})")
+    assert not (tmp_path / "m.model").exists() and not (tmp_path / "cache").exists()
+    assert not (tmp_path / "m.model.lock").exists()  # released and removed

@@ -88,9 +88,7 @@ def test_non_images_raise_unreadable_image_error_naming_the_file(tmp_path, case)
     ZeroDivisionError("division by zero"),  # a decoder bug
     SyntaxError("first line\nsecond line"),  # PIL's own kinds keep their first line only
     MemoryError(),
-    pytest.param(RuntimeError("first line\nsecond line"), marks=pytest.mark.xfail(
-        strict=True, reason="imageio.open_rgb's catch-all `except Exception` branch keeps the "
-                            "whole message; the OSError/ValueError branch keeps its first line")),
+    RuntimeError("first line\nsecond line"),  # the catch-all branch keeps one line too
 ])
 def test_any_decoder_failure_is_one_line_naming_the_file_that_value_error_catches(
         tmp_path, monkeypatch, failure):

@@ -24,7 +24,7 @@ def test_ctrl_c_then_sigkill_mid_epoch_then_rerun_finishes_all_epochs(tmp_path):
     make_dataset(tmp_path / "data", count=40)
     command = [sys.executable, os.path.join(REPO, "train.py"), "-d", "data", "-m", "m.model",
                "-l", "lb.pickle", "--epochs", "4", "--image-size", "16", "--batch-size", "2",
-               "--cache-dir", "cache"]
+               "--cache-dir", "cache", "--checkpoint-every", "0"]
     def start_and_signal(signal_number, after_epoch):
         process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
@@ -32,7 +32,8 @@ def test_ctrl_c_then_sigkill_mid_epoch_then_rerun_finishes_all_epochs(tmp_path):
         while (read_state(tmp_path) or {}).get("epoch", 0) < after_epoch and time.time() < deadline:
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
-        time.sleep(0.3)  # into the next epoch (an epoch is 30 steps, ~1 s)
+        # The checkpoint of `after_epoch` is on disk and the next epoch (30 steps,
+        # ~1 s) has begun or is about to: the signal lands inside a later epoch.
         assert process.poll() is None, "training finished before the signal"
         process.send_signal(signal_number)
         return process.communicate(timeout=120), process.returncode

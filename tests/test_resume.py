@@ -106,3 +106,141 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     make_dataset(tmp_path / "data", count=6)
     with pytest.raises(DatasetError, match="--resume: no checkpoint to resume in .*m.model.run"):
         training.train(settings_for(tmp_path, resume=True), log=lambda message: None)
+
+
+class ScriptedLosses(keras.callbacks.Callback):
+    """Runs before the checkpoint callback and overwrites the logs it will read.
+
+    val_losses[e] becomes epoch e's val_loss; nan_at=(epoch, batch) makes that
+    batch's loss NaN, as a diverging run would.
+    """
+
+    def __init__(self, val_losses=None, nan_at=None):
+        super().__init__()
+        self.val_losses, self.nan_at, self.epoch = val_losses, nan_at, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.nan_at == (self.epoch, batch):
+            logs["loss"] = float("nan")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.val_losses is not None:
+            logs["val_loss"] = self.val_losses[epoch]
+
+
+@pytest.fixture
+def scripted_fit(monkeypatch):
+    """Install a ScriptedLosses callback in front of train()'s callbacks."""
+    real_fit = keras.Model.fit
+
+    def install(**script):
+        def fit(self, *args, **kwargs):
+            kwargs["callbacks"] = [ScriptedLosses(**script)] + list(kwargs["callbacks"])
+            return real_fit(self, *args, **kwargs)
+
+        monkeypatch.setattr(keras.Model, "fit", fit)
+
+    return install
+
+
+def test_patience_stops_exactly_n_epochs_after_the_best_and_keeps_the_best(tmp_path,
+                                                                          scripted_fit):
+    make_dataset(tmp_path / "data", count=12)
+    scripted_fit(val_losses=[0.9, 0.5, 0.7, 0.6, 0.8, 0.1, 0.1, 0.1])
+    history = training.train(settings_for(tmp_path, epochs=8, patience=3), log=lambda m: None)
+    assert history["val_loss"] == pytest.approx([0.9, 0.5, 0.7, 0.6, 0.8])  # best 2, +3
+    description = json.loads((tmp_path / "m.model.settings.json").read_text())
+    assert description["best_epoch"] == 2 and description["epochs_run"] == 5
+
+
+def test_restore_best_puts_back_the_best_epochs_weights_from_memory_and_from_disk(tmp_path):
+    from pyimagesearch.callbacks import EpochCheckpoint
+    from pyimagesearch.checkpoints import RunFolder, new_state
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    folder = RunFolder(str(tmp_path / "m.model"))
+    state = new_state(["a", "b"], {})
+    checkpoint = EpochCheckpoint(folder, state, patience=0, every_seconds=0)
+    checkpoint.set_model(model)
+    weights = {}
+    for epoch, val_loss in enumerate([0.8, 0.3, 0.5]):
+        model.set_weights([np.full(w.shape, epoch + 1.0, w.dtype) for w in model.get_weights()])
+        weights[epoch + 1] = model.get_weights()
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+    assert state["best_epoch"] == 2
+    checkpoint.restore_best(model)
+    for restored, best in zip(model.get_weights(), weights[2]):
+        np.testing.assert_array_equal(restored, best)
+    # A resumed run has only the disk: the best epoch's file, not the last epoch's.
+    model.set_weights(weights[3])
+    again = EpochCheckpoint(folder, folder.load_state(), patience=0)
+    assert again.restore_best(model)
+    for restored, best in zip(model.get_weights(), weights[2]):
+        np.testing.assert_array_equal(restored, best)
+
+
+@pytest.mark.parametrize("moment", ["test evaluation", "final save", "after patience ran out",
+                                    "lower --epochs"])
+def test_rerun_when_the_checkpoint_holds_the_last_epoch_writes_outputs_and_exits_0(
+        tmp_path, monkeypatch, scripted_fit, moment):
+    """Issue A1: this crashed with a traceback (restore_best used a model fit never set)."""
+    make_dataset(tmp_path / "data", count=12)
+    settings = settings_for(tmp_path, epochs=4, test_split=0.2)
+    if moment == "after patience ran out":
+        scripted_fit(val_losses=[0.5, 0.9, 0.9, 0.9])
+        settings["patience"] = 2
+    if moment == "lower --epochs":
+        first = dict(settings, epochs=5)
+        interrupt_at = "save_outputs"
+    else:
+        first = settings
+        interrupt_at = "evaluate_test" if moment == "test evaluation" else "save_outputs"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = getattr(training, interrupt_at)
+    monkeypatch.setattr(training, interrupt_at, ctrl_c)
+    with pytest.raises(training.Interrupted):
+        training.train(first, log=lambda m: None)
+    assert not (tmp_path / "m.model").exists()
+    epochs_done = read_state(tmp_path)["epoch"]
+    monkeypatch.setattr(training, interrupt_at, real)
+    fits = []
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: fits.append(1))
+    messages = []
+    history = training.train(settings, log=messages.append)  # the rerun
+    assert fits == [] and len(history["loss"]) == epochs_done
+    assert any("already holds the last epoch" in m for m in messages), messages
+    description = json.loads((tmp_path / "m.model.settings.json").read_text())
+    assert description["epochs_run"] == epochs_done
+    if moment == "after patience ran out":
+        assert description["best_epoch"] == 1 and epochs_done == 3
+    assert (tmp_path / "m.model.metrics.json").exists()
+    assert not (tmp_path / "m.model.run").exists()
+
+
+def test_nan_loss_stops_with_the_epoch_named_and_saves_nothing(tmp_path, scripted_fit):
+    make_dataset(tmp_path / "data", count=12)
+    (tmp_path / "m.model").write_bytes(b"previous model")
+    scripted_fit(nan_at=(1, 0))  # the first batch of epoch 2
+    with pytest.raises(training.TrainingDiverged, match=r"epoch 2;.*--lr"):
+        training.train(settings_for(tmp_path, epochs=4), log=lambda m: None)
+    assert (tmp_path / "m.model").read_bytes() == b"previous model"
+
+
+def test_a_nan_epoch_is_never_the_best(tmp_path):
+    from pyimagesearch.callbacks import EpochCheckpoint
+    from pyimagesearch.checkpoints import RunFolder, new_state
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    state = new_state(["a", "b"], {})
+    checkpoint = EpochCheckpoint(RunFolder(str(tmp_path / "m")), state, patience=0,
+                                 every_seconds=1e9)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"loss": 1.0, "val_loss": float("nan")})
+    assert state["best_epoch"] is None and checkpoint.diverged == 1 and model.stop_training

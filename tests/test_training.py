@@ -89,19 +89,3 @@ def test_every_epoch_sees_every_training_image():
     dataset = pipeline.make_dataset(images, labels, np.arange(37), 3, 8, True, 0, "none")
     for _ in range(2):
         assert sum(len(y) for _, y in dataset.as_numpy_iterator()) == 37
-
-
-def test_three_way_split_is_stratified_disjoint_and_seeded():
-    labels = np.repeat(np.arange(3), [40, 20, 100])
-    settings = {"test_split": 0.15, "val_split": 0.2, "seed": 5}
-    train, val, test = training.split_rows(labels, settings, log=lambda message: None)
-    assert len(set(train) | set(val) | set(test)) == len(train) + len(val) + len(test) == 160
-    assert [int(np.sum(labels[test] == c)) for c in range(3)] == [6, 3, 15]
-    assert [int(np.sum(labels[val] == c)) for c in range(3)] == [8, 4, 20]
-    again = training.split_rows(labels, settings, log=lambda message: None)
-    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
-    # The test set does not depend on --val-split, only on the seed.
-    other = training.split_rows(labels, dict(settings, val_split=0.3), log=lambda m: None)
-    assert np.array_equal(other[2], test)
-    no_test = training.split_rows(labels, dict(settings, test_split=0.0), log=lambda m: None)
-    assert len(no_test[2]) == 0 and len(no_test[1]) == 32  # the tutorial's 80/20
