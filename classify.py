@@ -38,8 +38,9 @@ def parse_args(argv=None):
     answer.add_argument("--batch-size", type=cli.positive_int, default=32,
                         help="images per model call (default: %(default)s)")
     answer.add_argument("--backend", choices=("auto", "keras"), default="auto",
-                        help="'auto' runs train.py's LiteRT copy (MODEL.tflite) when it matches "
-                             "the model and label file, without TensorFlow (~0.3 s a start); "
+                        help="'auto' runs train.py's LiteRT copy (MODEL.tflite) when the run id "
+                             "inside it is the model's and the label file is the one recorded, "
+                             "without TensorFlow (~0.3 s a start); "
                              "'keras' always loads the Keras model (default: %(default)s)")
     cli.add_input_flags(answer)
     answer.add_argument("--show", action="store_true",

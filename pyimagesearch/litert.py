@@ -1,7 +1,7 @@
 """A LiteRT (.tflite) copy of a trained model, and a runner that needs no TensorFlow.
 
 classify.py on one image spends ~5 s and ~1 GB importing TensorFlow and
-loading a 104 MB .keras file (weights plus Adam's state). The same network as
+loading the 35 MB .keras file. The same network as
 a float32 LiteRT flatbuffer runs from `ai_edge_litert` alone: `LiteRTClassifier`
 imports only `ai_edge_litert.interpreter` and numpy, never TensorFlow.
 `export_tflite` (run by train.py, which has TensorFlow loaded anyway) writes it.
