@@ -99,7 +99,7 @@ def test_metadata_round_trip_and_cheap_read(keras_and_tflite, tmp_path):
     started = time.perf_counter()
     for _ in range(20):
         read_metadata(path)
-    assert (time.perf_counter() - started) / 20 < 0.005  # measured: ~0.06 ms on a 35 MB file
+    assert (time.perf_counter() - started) / 20 < 0.01  # measured: ~0.06 ms on a 35 MB file
 
 
 def test_damaged_files_raise_litert_file_error(keras_and_tflite, tmp_path):
