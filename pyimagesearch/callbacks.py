@@ -116,13 +116,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
             print(f"[INFO] no lower val_loss for {self.patience} epochs: stopping early")
             self.model.stop_training = True
         elif self.clock() - self.last_saved >= self.every_seconds:
-            self.save(self.model)
+            self.save(self.model, at_epoch_end=True)
 
-    def save(self, model):
+    def save(self, model, at_epoch_end=False):
         """Write a checkpoint of `model` now (Ctrl-C, or the interval has passed)."""
         if self.state["epoch"] == 0:
             return  # nothing completed yet: a fresh start is as good
-        self.bytes_written += self.run_folder.save(model, self.state, self.best_weights)
+        self.bytes_written += self.run_folder.save(model, self.state, self.best_weights,
+                                                   at_epoch_end)
         self.best_weights = None
         self.last_saved = self.clock()
 

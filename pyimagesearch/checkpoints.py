@@ -8,6 +8,7 @@ The run folder sits beside the model (`pokedex.model.run/`) and holds:
     epoch-0007.keras           the model after epoch 7 with the optimizer
                                state (Adam moments, step count)
     best-0005.weights.h5       weights of the epoch with the lowest val_loss
+                               (none when that is the checkpointed epoch itself)
 
 A full checkpoint is ~3x the weights (104 MB for SmallerVGGNet at 96 px), so
 it is written when `--checkpoint-every` seconds have passed since the last one
@@ -91,11 +92,14 @@ class RunFolder:
         model.load_weights(self._file(state["best_weights"]))
         return True
 
-    def save(self, model, state, best_weights=None):
+    def save(self, model, state, best_weights=None, at_epoch_end=False):
         """Write the model (and, if given, the best epoch's weights), then point state.json at them.
 
         best_weights: a list of arrays (model.get_weights() of the best epoch)
             not yet on disk, or None when the file named in the state is current.
+        at_epoch_end: the model holds the weights of epoch state["epoch"]; when
+            that is the best epoch, the checkpoint itself serves as the best
+            weights and no second file is written (35 MB saved).
         Returns the number of bytes written.
         """
         os.makedirs(self.path, exist_ok=True)
@@ -106,7 +110,9 @@ class RunFolder:
             model.save(temporary)
             written += os.path.getsize(temporary)
         state["checkpoint"] = checkpoint
-        if best_weights is not None:
+        if best_weights is not None and at_epoch_end and state["best_epoch"] == epoch:
+            state["best_weights"] = checkpoint  # load_weights reads a .keras file too
+        elif best_weights is not None:
             best = f"best-{state['best_epoch']:04d}.weights.h5"
             current = model.get_weights()
             try:

@@ -301,9 +301,6 @@ def save_outputs(run, data, test_probabilities, settings, log):
             "labelbin_sha256")}
         export_tflite(run.model, temporary(tflite_path, ".tflite"), metadata=essentials)
         persistence.write_json_atomic(
-            temporary(persistence.sidecar_path(model_path, "litert")),
-            dict(essentials, tflite=os.path.basename(tflite_path)))
-        persistence.write_json_atomic(
             temporary(persistence.sidecar_path(model_path, "labels")), data.class_names)
         persistence.write_json_atomic(
             temporary(persistence.sidecar_path(model_path, "settings")), description)

@@ -96,7 +96,8 @@ def test_classify_prints_label_and_writes_annotated_copy(workspace):
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"^(red|green|blue): \d{1,3}\.\d\d% \((in)?correct\)$", result.stdout, re.M)
     written = root / "output" / "a red one_classified.png"
-    assert Image.open(written).size[0] == 400
+    with Image.open(written) as annotated:
+        assert annotated.size[0] == 400
     assert image.read_bytes() == before  # the input is never touched
 
 
@@ -109,7 +110,8 @@ def test_classify_without_class_in_name_shows_no_verdict(workspace):
                  "-i", plain, "-o", root / "out dir" / "x.jpg", cwd=root, cache=root / "cache")
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"^(red|green|blue): \d+\.\d\d%$", result.stdout, re.M)
-    assert Image.open(root / "out dir" / "x.jpg").format == "JPEG"
+    with Image.open(root / "out dir" / "x.jpg") as annotated:
+        assert annotated.format == "JPEG"
 
 
 def test_classify_refuses_label_file_from_another_run(workspace, tmp_path):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,11 +63,11 @@ def build_corpus(root):
 
     bad.mkdir()
     whole_jpeg = make_noise_image(bad / "whole.jpg", format="JPEG")
-    (bad / "truncated.jpg").write_bytes(open(whole_jpeg, "rb").read()[:1500])
+    (bad / "truncated.jpg").write_bytes(Path(whole_jpeg).read_bytes()[:1500])
     os.remove(whole_jpeg)
     add(bad / "truncated.jpg", False)
     whole_png = make_noise_image(bad / "whole.png")
-    (bad / "truncated.png").write_bytes(open(whole_png, "rb").read()[:3000])
+    (bad / "truncated.png").write_bytes(Path(whole_png).read_bytes()[:3000])
     os.remove(whole_png)
     add(bad / "truncated.png", False)
     (bad / "zero.jpg").write_bytes(b"")

@@ -3,6 +3,7 @@
 import io
 import json
 import struct
+from pathlib import Path
 import subprocess
 import sys
 import zlib
@@ -48,7 +49,7 @@ def test_format_comes_from_content_not_name(tmp_path, name, image_format):
 
 def _truncated(tmp_path, name, image_format, **save_args):
     path = make_noise_image(tmp_path / "whole", format=image_format, **save_args)
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     target = tmp_path / name
     target.write_bytes(data[: len(data) // 2])
     return target

@@ -11,9 +11,8 @@ from pyimagesearch import training  # noqa: E402
 from test_resume import make_dataset  # noqa: E402
 
 # Every file a run with a test split writes beside the model, and the plot.
-OUTPUTS = ("m.model", "lb.pickle", "plot.png", "m.model.tflite", "m.model.litert.json",
-           "m.model.labels.json", "m.model.settings.json", "m.model.report.txt",
-           "m.model.metrics.json", "m.model.confusion.png", "m.model.worst.png")
+OUTPUTS = ("m.model", "lb.pickle", "plot.png", "m.model.tflite", "m.model.labels.json",
+           "m.model.settings.json", "m.model.report.txt", "m.model.metrics.json", "m.model.confusion.png", "m.model.worst.png")
 
 
 def plant_previous_outputs(root):
