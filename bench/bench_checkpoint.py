@@ -39,12 +39,13 @@ BASELINE_REF = "a99b9ac"  # per-epoch 104 MB checkpoints, model saved with optim
 LAUNCHER = """
 import atexit, os, runpy, sys
 from pyimagesearch import checkpoints
-written = [0]
+written = [0, 0]  # bytes, saves
 original = checkpoints.RunFolder.save
 def save(self, *args, **kwargs):
     before = {name: os.stat(os.path.join(self.path, name)).st_ino
               for name in (os.listdir(self.path) if os.path.isdir(self.path) else [])}
     result = original(self, *args, **kwargs)
+    written[1] += 1
     for name in os.listdir(self.path):
         path = os.path.join(self.path, name)
         if before.get(name) != os.stat(path).st_ino:  # a file this save wrote
@@ -54,7 +55,7 @@ checkpoints.RunFolder.save = save
 def report():
     with open('/proc/self/io') as handle:
         sys.stderr.write('BENCH_IO ' + ' '.join(handle.read().split()) + '\\n')
-    sys.stderr.write(f'BENCH_CHECKPOINT_BYTES {written[0]}\\n')
+    sys.stderr.write(f'BENCH_CHECKPOINT_BYTES {written[0]} {written[1]}\\n')
 atexit.register(report)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name='__main__')
@@ -73,7 +74,7 @@ def run_train(code_dir, dataset, out_dir, epochs, extra=()):
     started = time.time()
     child = subprocess.Popen(command, cwd=code_dir, env=environment, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    epoch_times, io, log, split, checkpoint_bytes = [], {}, [], "?", 0
+    epoch_times, io, log, split, checkpoint_bytes, checkpoints = [], {}, [], "?", 0, 0
     for line in child.stdout:
         log.append(line)
         if re.match(r"^Epoch \d+/\d+", line):
@@ -82,7 +83,7 @@ def run_train(code_dir, dataset, out_dir, epochs, extra=()):
         if sizes:
             split = f"{sizes[1]}/{sizes[2]}"
         if line.startswith("BENCH_CHECKPOINT_BYTES "):
-            checkpoint_bytes = int(line.split()[1])
+            checkpoint_bytes, checkpoints = map(int, line.split()[1:3])
         if line.startswith("BENCH_IO "):
             fields = line.split()[1:]
             io = {key.rstrip(":"): int(value) for key, value in zip(fields[::2], fields[1::2])}
@@ -94,7 +95,7 @@ def run_train(code_dir, dataset, out_dir, epochs, extra=()):
     gaps = [b - a for a, b in zip(epoch_times, epoch_times[1:])]
     cpu = usage.ru_utime + usage.ru_stime
     return {"wall_seconds": wall, "epochs": epochs, "bytes_written": io.get("wchar", 0),
-            "checkpoint_bytes": checkpoint_bytes,
+            "checkpoint_bytes": checkpoint_bytes, "checkpoints": checkpoints,
             "seconds_per_epoch": statistics.median(gaps) if gaps else None,
             "kernel_cpu_share": usage.ru_stime / cpu if cpu else 0.0,
             "model_bytes": os.path.getsize(model), "train_val_images": split}
@@ -131,15 +132,18 @@ def main():
 
     base = results["before"]
     print(f"\n{args.epochs} epochs on {dataset}, baseline {args.baseline_ref}\n")
-    print(f"{'':20} {'checkpoint MB/epoch':>19} {'fewer':>7} {'all MB/epoch':>12} {'fewer':>7} "
+    print(f"{'':20} {'checkpoints':>11} {'checkpoint MB/epoch':>19} {'fewer':>7} "
+          f"{'all MB/epoch':>12} {'fewer':>7} "
           f"{'s/epoch':>8} {'kernel CPU':>10} {'model MB':>9} {'train/val':>9}")
     for name, result in results.items():
         epochs = result["epochs"]
         checkpoint = result["checkpoint_bytes"] / epochs / 1e6
-        fewer_checkpoint = base["checkpoint_bytes"] / max(1, result["checkpoint_bytes"])
+        fewer_checkpoint = (f"{base['checkpoint_bytes'] / result['checkpoint_bytes']:6.1f}x"
+                            if result["checkpoint_bytes"] else "-")
         total = result["bytes_written"] / epochs / 1e6
         fewer_total = base["bytes_written"] / max(1, result["bytes_written"])
-        print(f"{name:20} {checkpoint:19.1f} {fewer_checkpoint:6.1f}x {total:12.1f} "
+        print(f"{name:20} {result['checkpoints']:11d} {checkpoint:19.1f} {fewer_checkpoint:>7} "
+              f"{total:12.1f} "
               f"{fewer_total:6.1f}x {result['seconds_per_epoch']:8.2f} "
               f"{result['kernel_cpu_share']:10.1%} {result['model_bytes'] / 1e6:9.1f} "
               f"{result['train_val_images']:>9}")

@@ -41,7 +41,7 @@ def output_paths(output_prefix):
 
 
 def write_report(probabilities, true_labels, class_names, output_prefix, paths=None,
-                 top_k=3, extra=None, log=print, output_files=None):
+                 top_k=3, extra=None, log=print, output_files=None, notes=()):
     """Print and save the evaluation of `probabilities` against `true_labels`.
 
     probabilities: (N, C) model outputs, one row per image, columns in the
@@ -56,6 +56,7 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
     output_files: optional {kind: path} for some or all of REPORT_FILES,
         overriding the paths derived from `output_prefix` (train.py writes
         temporaries and renames them together with the model).
+    notes: extra lines for the end of report.txt (train.py: how the split was made).
 
     Classes absent from `true_labels` are left out of the report's rows (they
     still count as predictions). Returns the metrics dict (as in
@@ -113,6 +114,7 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         summary.append(f"classes without images here: {', '.join(absent)}")
     if small:
         summary.append(f"too small to trust (< {MIN_TRUSTED_SUPPORT} images): {', '.join(small)}")
+    summary.extend(notes)  # the caller's own lines: how the split was made, ...
     text = "\n".join(lines + [""] + summary) + "\n"
 
     matrix = confusion_matrix(true_labels, predicted, labels=range(num_classes))  # (C, C)

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_history(history, path, best_epoch=None):
@@ -19,6 +20,7 @@ def plot_history(history, path, best_epoch=None):
             axis.axvline(best_epoch, color="gray", linestyle=":", label=f"kept (epoch {best_epoch})")
         axis.set_title(f"{title} per epoch")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, never 2.5
         axis.grid(alpha=0.3)
         axis.legend()
     accuracy_axis.set_ylim(0, 1.02)

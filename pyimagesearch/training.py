@@ -262,6 +262,16 @@ def describe(run, data, settings, labelbin_bytes):
     }
 
 
+def split_note(split):
+    """One line for the test report: how the split was made, and what changed since."""
+    note = (f"split by group: {split.num_groups} groups ({split.merged} merged from duplicates "
+            f"and near duplicates); no test image has a twin in training")
+    if split.new_rows or split.removed:
+        note += (f"; since the split was made, {split.new_rows} new image(s) went to training "
+                 f"(or followed a held-out twin) and {split.removed} were removed")
+    return note
+
+
 def save_outputs(run, data, test_probabilities, settings, log):
     """Write every output to a temporary file, then rename them together at the end.
 
@@ -288,7 +298,7 @@ def save_outputs(run, data, test_probabilities, settings, log):
                 paths=[os.path.join(settings["dataset"], data.folder.paths[row]) for row in rows],
                 extra={"split": "test", "test_split": settings["test_split"],
                        "seed": settings["seed"], "split_groups": description["split"]},
-                log=log, output_files=report_files)
+                log=log, output_files=report_files, notes=[split_note(run.split)])
             description["test_accuracy"] = metrics["accuracy"]
         persistence.save_model(run.model, temporary(model_path, ".keras"), description)
         with open(temporary(settings["labelbin"]), "wb") as handle:

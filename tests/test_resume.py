@@ -244,3 +244,39 @@ def test_a_nan_epoch_is_never_the_best(tmp_path):
     checkpoint.set_model(model)
     checkpoint.on_epoch_end(0, {"loss": 1.0, "val_loss": float("nan")})
     assert state["best_epoch"] is None and checkpoint.diverged == 1 and model.stop_training
+
+
+def test_a_resumed_run_keeps_its_split_and_sends_new_files_to_training(tmp_path, monkeypatch):
+    """Issue A3: the split used to be recomputed from the folder, moving test images into training."""
+    import hashlib
+
+    make_dataset(tmp_path / "data")
+    settings = settings_for(tmp_path, test_split=0.2)
+    real_fit = keras.Model.fit
+
+    def fit_with_ctrl_c(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs["callbacks"]) + [CtrlCAtEpoch(1)]
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_with_ctrl_c)
+    with pytest.raises(training.Interrupted):
+        training.train(settings, log=lambda message: None)
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    stored = read_state(tmp_path)["split"]
+    rng = np.random.default_rng(7)
+    for index in range(3):  # new, distinct images (noise, far apart in phash)
+        pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "data" / "dark" / f"new {index}.png")
+    os.remove(sorted((tmp_path / "data" / "light").iterdir())[0])
+    messages = []
+    training.train(settings, log=messages.append)
+    assert any("3 new images go to training, 1 removed" in m for m in messages), messages
+    description = json.loads((tmp_path / "m.model.settings.json").read_text())
+    assert description["split"]["new_images_to_training"] == 3
+    assert description["split"]["removed_since_split"] == 1
+    # Exactly the stored validation and test images that still exist are held out now.
+    present = {hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in (tmp_path / "data").rglob("*.png")}
+    assert description["test_images"] == len(set(stored["test"]) & present) > 0
+    assert description["val_images"] == len(set(stored["val"]) & present) > 0
+    assert "3 new image(s) went to training" in (tmp_path / "m.model.report.txt").read_text()
