@@ -100,6 +100,7 @@ function draw(answer) {
   labelLine.textContent = unknown ? "unknown" : answer.label;
   labelLine.className = unknown ? "label unknown" : "label";
   labelLine.dataset.label = answer.label;
+  bars.className = unknown ? "bars unsure" : "bars";
   bars.replaceChildren(...answer.labels.map((name, i) => {
     const item = document.createElement("li");
     const text = document.createElement("span");
