@@ -110,15 +110,23 @@ class Classifier:
         """
         outputs = [np.zeros((0, len(self.class_names)))]
         for start in range(0, len(images), batch_size):
-            batch = np.asarray(images[start:start + batch_size], dtype=np.uint8)
-            if self.channel_order == "BGR":
-                batch = np.ascontiguousarray(batch[..., ::-1])  # (N, S, S, 3), RGB -> BGR
+            batch = self._in_channel_order(images[start:start + batch_size])
             if self.backend == "litert":
                 outputs.append(self.runner.predict(batch, scale=self.input_scale))
             else:
                 inputs = batch.astype(np.float32) * np.float32(self.input_scale)
                 outputs.append(np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64))
         return np.concatenate(outputs)
+
+    def model_inputs(self, images):
+        """uint8 RGB images (N, S, S, 3) as the Keras model takes them (visualize.py, Grad-CAM)."""
+        return self._in_channel_order(images).astype(np.float32) * np.float32(self.input_scale)
+
+    def _in_channel_order(self, images):
+        batch = np.asarray(images, dtype=np.uint8)
+        if self.channel_order == "BGR":
+            batch = np.ascontiguousarray(batch[..., ::-1])  # (N, S, S, 3), RGB -> BGR
+        return batch
 
     def predict_files(self, paths, batch_size=32, on_skip=None):
         """Yield (path, probabilities) for each readable file, `batch_size` images per call.

@@ -27,3 +27,98 @@ def plot_history(history, path, best_epoch=None):
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100)
     plt.close(figure)
+
+
+def plot_filters(kernel, path, title="first conv layer's filters"):
+    """A grid of a conv kernel (kh, kw, in, out): one tile per filter.
+
+    Three input channels are drawn as colour (each filter stretched to its
+    own min..max, so the pattern shows whatever its scale); other counts
+    show the mean over input channels in grey.
+    """
+    import numpy as np
+
+    kernel = np.asarray(kernel, dtype=np.float64)
+    tiles = [kernel[..., index] for index in range(kernel.shape[-1])]  # each (kh, kw, in)
+    figure, axes = _grid(len(tiles), 8, (1.2, 1.2), extra_height=0.5)
+    for axis, tile in zip(axes.flat, tiles):
+        if tile.shape[-1] != 3:
+            tile = tile.mean(axis=-1)
+        low, high = tile.min(), tile.max()
+        tile = (tile - low) / (high - low) if high > low else np.zeros_like(tile)
+        axis.imshow(tile, cmap=None if tile.ndim == 3 else "gray", interpolation="nearest")
+    figure.suptitle(f"{title}: {kernel.shape[-1]} of {kernel.shape[0]}x{kernel.shape[1]}"
+                    f"x{kernel.shape[2]}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_feature_maps(maps, path, title, max_maps=64):
+    """The channels of one block's output (h, w, channels) as grey pictures, the busiest first.
+
+    Each picture has its own grey scale (0 = black, its own maximum = white);
+    channels that stay 0 on this image (dead for it) are counted in the title.
+    """
+    import numpy as np
+
+    maps = np.asarray(maps, dtype=np.float64)
+    activity = maps.mean(axis=(0, 1))  # (channels,)
+    alive = [index for index in np.argsort(-activity, kind="stable") if maps[..., index].max() > 0]
+    shown = alive[:max_maps]
+    figure, axes = _grid(len(shown), 8, (1.3, 1.3), extra_height=0.6)
+    for axis, index in zip(axes.flat, shown):
+        axis.imshow(maps[..., index], cmap="gray", vmin=0, interpolation="nearest")
+        axis.set_title(str(index), fontsize=7)
+    height, width, channels = maps.shape
+    figure.suptitle(f"{title}: {len(shown)} of {channels} channels ({height}x{width}), busiest "
+                    f"first; {channels - len(alive)} all zero", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_grad_cam(image, heat, title, path):
+    """The image and the same image under its Grad-CAM heat map (both (S, S, ...)), side by side."""
+    figure, (plain, overlaid) = plt.subplots(1, 2, figsize=(7, 3.8))
+    _draw_image(plain, image, "image")
+    _draw_overlay(overlaid, image, heat, "Grad-CAM")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_grad_cam_sheet(items, path, title="Grad-CAM: where the network found its answer"):
+    """One tile per image: [(image (S, S, 3), heat (S, S), caption)], four to a row."""
+    figure, axes = _grid(len(items), 4, (2.6, 2.9), extra_height=0.4)
+    for axis, (image, heat, caption) in zip(axes.flat, items):
+        _draw_overlay(axis, image, heat, caption, fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=90)
+    plt.close(figure)
+
+
+def _grid(count, max_columns, tile_inches, extra_height):
+    """A figure of `count` tiles, `max_columns` to a row, every axis hidden."""
+    columns = min(max_columns, max(1, count))
+    rows = max(1, -(-count // columns))
+    figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(
+        tile_inches[0] * columns, tile_inches[1] * rows + extra_height))
+    for axis in axes.flat:
+        axis.axis("off")
+    return figure, axes
+
+
+def _draw_image(axis, image, title):
+    axis.imshow(image)
+    axis.set_title(title, fontsize=9)
+    axis.axis("off")
+
+
+def _draw_overlay(axis, image, heat, title, fontsize=9):
+    axis.imshow(image)
+    axis.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+    axis.set_title(title, fontsize=fontsize)
+    axis.axis("off")
