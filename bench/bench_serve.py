@@ -1,7 +1,7 @@
 """Load test of serve.py on loopback: batching vs the naive one-request-one-model-call server.
 
     .venv/bin/python bench/bench_serve.py --model pokedex.model --labelbin lb.pickle \\
-        --image examples/pikachu.png --clients 1 8 32 --requests 600 --seconds 20
+        --image examples/pikachu.png --clients 1 8 32 --requests 400 --seconds 10 --rounds 3
 
 Each server is the real serve.py in its own process: "batched" with its
 defaults, "naive" with `--max-batch 1 --batch-wait-ms 0` (every request is
@@ -9,8 +9,10 @@ its own model call, nothing waits). Clients are asyncio connections in this
 process, each sending the same image as a raw-body POST /predict over a
 kept-alive HTTP/1.1 connection, as fast as answers come back. A level stops
 after --requests answers or --seconds, whichever comes first, so the run
-stops by itself. Prints a Markdown table: throughput, p50 and p99 latency,
-errors, and the mean batch size the server reports in /health.
+stops by itself (at most rounds x levels x 2 x seconds). Levels are
+interleaved naive/batched over --rounds so that load from other work hits
+both alike. Prints a Markdown table of the median round: throughput, p50 and
+p99 latency, errors, and the mean batch size the server reports in /health.
 """
 
 import argparse
@@ -35,11 +37,13 @@ def parse_args(argv=None):
     parser.add_argument("--labelbin", required=True)
     parser.add_argument("--image", default=os.path.join(REPO, "examples", "pikachu.png"))
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=600,
+    parser.add_argument("--requests", type=int, default=400,
                         help="answers per level at most (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=20.0,
+    parser.add_argument("--seconds", type=float, default=10.0,
                         help="seconds per level at most (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=20, help="requests before each level")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; the median is reported (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=20, help="requests before measuring")
     parser.add_argument("--json", default=None, help="also write the results here")
     return parser.parse_args(argv)
 
@@ -126,39 +130,52 @@ def main(argv=None):
         body = handle.read()
     request = (b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream"
                b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    results = {}
-    for mode, flags in MODES.items():
-        process, port = start_server(args, flags)
-        try:
-            asyncio.run(level(port, request, 1, args.warmup, 30))
-            results[mode] = []
+    servers = {}
+    try:
+        for mode, flags in MODES.items():  # both up at once; only one is loaded at a time
+            servers[mode] = start_server(args, flags)
+            asyncio.run(level(servers[mode][1], request, 1, args.warmup, 30))
+        runs = {(mode, clients): [] for mode in MODES for clients in args.clients}
+        for _ in range(args.rounds):  # interleaved, so drifting load hits both alike
             for clients in args.clients:
-                before = health(port)
-                row = asyncio.run(level(port, request, clients, args.requests, args.seconds))
-                row["mean_batch"] = mean_batch(before, health(port))
-                results[mode].append(row)
-                print(f"[{mode}] {row}", file=sys.stderr, flush=True)
-        finally:
+                for mode, (_, port) in servers.items():
+                    before = health(port)
+                    row = asyncio.run(level(port, request, clients, args.requests,
+                                            args.seconds))
+                    row["mean_batch"] = mean_batch(before, health(port))
+                    runs[mode, clients].append(row)
+                    print(f"[{mode}] {row}", file=sys.stderr, flush=True)
+    finally:
+        for process, _ in servers.values():
             process.terminate()
             process.wait(30)
-    print(f"\n{os.cpu_count()} CPUs, image {os.path.basename(args.image)} ({len(body):,} bytes), "
-          f"up to {args.requests} answers or {args.seconds:g} s per level\n")
+    results = {key: median_run(rows) for key, rows in runs.items()}
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\n{os.cpu_count()} CPUs (load average {load} at the end: other work shares them); "
+          f"image {os.path.basename(args.image)} ({len(body):,} bytes); median of "
+          f"{args.rounds} interleaved rounds of up to {args.requests} answers or "
+          f"{args.seconds:g} s\n")
     print("| clients | naive req/s | naive p50 / p99 ms | batched req/s | batched p50 / p99 ms "
           "| mean batch | speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for naive, batched in zip(results["naive"], results["batched"]):
+    for clients in args.clients:
+        naive, batched = results["naive", clients], results["batched", clients]
         errors = {mode: row["errors"] for mode, row in (("naive", naive), ("batched", batched))
                   if row["errors"]}
-        print(f"| {naive['clients']} | {naive['per_second']} | {naive['p50_ms']} / "
-              f"{naive['p99_ms']} | {batched['per_second']} | {batched['p50_ms']} / "
-              f"{batched['p99_ms']} | {batched['mean_batch']} | "
-              f"{batched['per_second'] / naive['per_second']:.1f}x |"
+        print(f"| {clients} | {naive['per_second']} | {naive['p50_ms']} / {naive['p99_ms']} | "
+              f"{batched['per_second']} | {batched['p50_ms']} / {batched['p99_ms']} | "
+              f"{batched['mean_batch']} | {batched['per_second'] / naive['per_second']:.1f}x |"
               + (f" errors: {errors}" if errors else ""))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump({f"{mode} {clients}": rows for (mode, clients), rows in runs.items()},
+                      handle, indent=2)
     return 0
 
+
+def median_run(rows):
+    """The run with the median throughput (its own latencies and batch size with it)."""
+    return sorted(rows, key=lambda row: row["per_second"])[len(rows) // 2]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import BLUE, GREEN, RED, build_color_model, make_image, make_noise_image, run_main
+from conftest import BLUE, GREEN, RED, build_color_model, make_noise_image, run_main
 from described import describe_as_trained
 from fastapi.testclient import TestClient
 from PIL import Image
