@@ -7,7 +7,7 @@ The run folder sits beside the model (`pokedex.model.run/`) and holds:
                                content hash of every image)
     epoch-0007.keras           the model after epoch 7 with the optimizer
                                state (Adam moments, step count)
-    best-0005.weights.h5       weights of the epoch with the lowest val_loss
+    best-0005.weights.npz      weights of the epoch with the lowest val_loss
                                (none when that is the checkpointed epoch itself)
 
 A full checkpoint is ~3x the weights (104 MB for SmallerVGGNet at 96 px), so
@@ -29,6 +29,8 @@ once the final model is saved.
 import json
 import os
 import shutil
+
+import numpy as np
 
 from pyimagesearch import persistence
 from pyimagesearch.dataset import DatasetError
@@ -87,9 +89,14 @@ class RunFolder:
 
     def load_best_weights(self, model, state):
         """Load the best epoch's weights from disk into `model`; False if none were saved."""
-        if not state.get("best_weights"):
+        name = state.get("best_weights")
+        if not name:
             return False
-        model.load_weights(self._file(state["best_weights"]))
+        if name.endswith(".npz"):
+            with np.load(self._file(name), allow_pickle=False) as arrays:
+                model.set_weights([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
+        else:  # the checkpoint itself (.keras) was the best epoch
+            model.load_weights(self._file(name))
         return True
 
     def save(self, model, state, best_weights=None, at_epoch_end=False):
@@ -113,15 +120,13 @@ class RunFolder:
         if best_weights is not None and at_epoch_end and state["best_epoch"] == epoch:
             state["best_weights"] = checkpoint  # load_weights reads a .keras file too
         elif best_weights is not None:
-            best = f"best-{state['best_epoch']:04d}.weights.h5"
-            current = model.get_weights()
-            try:
-                model.set_weights(best_weights)
-                with persistence.atomic_path(self._file(best), ".weights.h5") as temporary:
-                    model.save_weights(temporary)
-                    written += os.path.getsize(temporary)
-            finally:
-                model.set_weights(current)
+            # Plain arrays, not model.save_weights: Keras 3 puts the optimizer's
+            # state in a .weights.h5 too (104 MB instead of 35 MB).
+            best = f"best-{state['best_epoch']:04d}.weights.npz"
+            with persistence.atomic_path(self._file(best), ".npz") as temporary:
+                with open(temporary, "wb") as handle:
+                    np.savez(handle, *best_weights)
+                written += os.path.getsize(temporary)
             state["best_weights"] = best
         persistence.write_json_atomic(self._file("state.json"), state)
         keep = {"state.json", state["checkpoint"], state.get("best_weights")}
