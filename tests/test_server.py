@@ -371,3 +371,24 @@ def test_serve_on_loopback_says_where_without_a_warning(trained, capsys, monkeyp
     code, out, err = run_main("serve", ["-m", trained[0], "-l", trained[1],
                                         "--port", _free_port()], capsys)
     assert code == 0 and "http://127.0.0.1:" in out and "WARNING" not in err
+
+
+def test_serve_answers_over_http_from_the_litert_copy_without_tensorflow(trained):
+    import sys
+    import urllib.request
+
+    from test_browser import start_server, stop_server
+
+    process, url = start_server(*trained)
+    try:
+        with urllib.request.urlopen(url + "health", timeout=10) as response:
+            assert json.load(response)["backend"] == "litert"
+        request = urllib.request.Request(url + "predict", data=png_bytes(GREEN),
+                                         headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["label"] == "green"
+        if sys.platform.startswith("linux"):  # what the process has mapped: no TensorFlow
+            with open(f"/proc/{process.pid}/maps") as maps:
+                assert "tensorflow" not in maps.read()
+    finally:
+        stop_server(process)
