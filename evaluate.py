@@ -6,9 +6,13 @@
 import os
 import sys
 
+import time
+
 import numpy as np
 
 from pyimagesearch import cli
+
+STARTED = time.monotonic()
 
 
 def parse_args(argv=None):
@@ -22,9 +26,9 @@ def parse_args(argv=None):
                         help="folder with one sub-folder of images per class")
     parser.add_argument("--output-prefix", default=None,
                         help="files are written as PREFIX.report.txt, PREFIX.metrics.json, "
-                             "PREFIX.confusion.png, PREFIX.worst.png; a folder (ending in /) "
-                             "gets report.txt, ... inside (default: <model>.eval-<dataset "
-                             "folder name>)")
+                             "PREFIX.confusion.png, PREFIX.worst.png and the page "
+                             "PREFIX.report.html; a folder (ending in /) gets report.txt, ... "
+                             "inside (default: <model>.eval-<dataset folder name>)")
     parser.add_argument("--top-k", type=cli.positive_int, default=3,
                         help="also report top-k accuracy (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=32,
@@ -39,14 +43,25 @@ def parse_args(argv=None):
             parser.error(f"argument {flag}: file not found: {path}")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
-    from pyimagesearch.evaluation import output_paths
-
     prefix = args.output_prefix or default_prefix(args.model, args.dataset)
-    for path in output_paths(prefix).values():  # before an hour of predictions, not after
+    for path in page_and_output_paths(prefix):  # before an hour of predictions, not after
         problem = cli.unwritable_reason(path)
         if problem:
             parser.error(f"argument --output-prefix: {problem}")
     return args
+
+
+def page_path(prefix):
+    """The evaluation page beside report.txt: PREFIX.report.html or FOLDER/report.html."""
+    from pyimagesearch.evaluation import output_paths
+
+    return output_paths(prefix)["report.txt"][:-len(".txt")] + ".html"
+
+
+def page_and_output_paths(prefix):
+    from pyimagesearch.evaluation import output_paths
+
+    return list(output_paths(prefix).values()) + [page_path(prefix)]
 
 
 def default_prefix(model_path, dataset_path):
@@ -93,13 +108,37 @@ def main(argv=None):
     probabilities = classifier.predict_arrays(images.images, args.batch_size)  # (N, C)
     prefix = args.output_prefix or default_prefix(args.model, args.dataset)
     try:
-        evaluation.write_report(
+        metrics = evaluation.write_report(
             probabilities, true_labels, classifier.class_names, prefix,
             paths=[os.path.join(args.dataset, path) for path in images.paths], top_k=args.top_k,
             extra={"model": args.model, "dataset": args.dataset,
                    "skipped_files": images.skipped})
+        write_page(args, classifier, images, true_labels, metrics, prefix, argv)
     except OSError as error:
         cli.fail("evaluate.py", f"cannot write the report: {error}", code=1)
+
+
+def write_page(args, classifier, images, true_labels, metrics, prefix, argv):
+    """PREFIX.report.html: the same page train.py writes, less the training sections."""
+    import platform
+    import shlex
+
+    from pyimagesearch import persistence, report
+
+    # Grad-CAM needs the Keras model; with the LiteRT copy the mistakes show without it.
+    model = classifier.model if classifier.backend == "keras" else None
+    results = report.results_context(metrics, "evaluation", model=model,
+                                     to_inputs=classifier.model_inputs,
+                                     image_size=classifier.image_size)
+    counts = report.class_counts(classifier.class_names, true_labels,
+                                 {"images": np.arange(len(true_labels))})
+    command = shlex.join(["python", "evaluate.py"] + list(sys.argv[1:] if argv is None else argv))
+    page = report.evaluation_page(args.model, args.dataset, counts, images.skipped, results,
+                                  report.usage(time.monotonic() - STARTED), command,
+                                  {"backend": classifier.backend,
+                                   "python": platform.python_version()})
+    persistence.write_bytes_atomic(page_path(prefix), page.encode("utf-8"))
+    print(f"[INFO] wrote {page_path(prefix)}")
 
 
 if __name__ == "__main__":

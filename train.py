@@ -23,6 +23,10 @@ def parse_args(argv=None):
                        help="where to save the pickled scikit-learn LabelBinarizer")
     paths.add_argument("-p", "--plot", default="plot.png",
                        help="where to save the loss/accuracy plot (default: %(default)s)")
+    paths.add_argument("--tensorboard", default=None, metavar="DIR",
+                       help="also write TensorBoard logs to DIR (scalars per epoch, graph, "
+                            "weight histograms, augmented images, confusion matrix); view with "
+                            "tensorboard --logdir DIR")
     paths.add_argument("--cache-dir", default=None,
                        help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
                             "or MODEL.cache beside the model)")
@@ -78,6 +82,9 @@ def parse_args(argv=None):
                      "too little to train on; keep their sum under 0.9")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
+    if args.tensorboard and os.path.exists(args.tensorboard) and not os.path.isdir(
+            args.tensorboard):
+        parser.error(f"argument --tensorboard: {args.tensorboard} is a file; give a folder")
     return args
 
 

@@ -122,3 +122,12 @@ def _draw_overlay(axis, image, heat, title, fontsize=9):
     axis.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
     axis.set_title(title, fontsize=fontsize)
     axis.axis("off")
+
+
+def figure_png(draw, *args, **kwargs):
+    """PNG bytes of a picture that `draw(*args, path, **kwargs)` saves (for pages and logs)."""
+    import io
+
+    buffer = io.BytesIO()
+    draw(*args, buffer, **kwargs)
+    return buffer.getvalue()

@@ -7,10 +7,13 @@ per function, top to bottom:
     load_data       scan and cache the images, drop classes with no readable image
     prepare_run     a fresh run (group-aware split, new model) or a resumed one
                     (the split stored by content hash, the checkpointed model)
-    fit             model.fit with precise BatchNorm and checkpoints
+    fit             model.fit with precise BatchNorm and checkpoints (and, with
+                    --tensorboard, TensorBoard logs)
     evaluate_test   the held-out test split, scored by the best epoch
-    save_outputs    model, labels, LiteRT copy, descriptions, plot and test report,
-                    written to temporaries and renamed together at the very end
+    score_held_out  the part the run page reports: test, or validation without one
+    save_outputs    model, labels, LiteRT copy, descriptions, plot, test report and
+                    the run page (<model>.report.html), written to temporaries and
+                    renamed together at the very end
 """
 
 import contextlib
@@ -20,6 +23,7 @@ import pickle
 import platform
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -57,6 +61,7 @@ class Data:
 
 def train(settings, log=print):
     """Train per `settings` (a dict of train.py's resolved flags); return the history."""
+    started = time.monotonic()
     check_outputs(settings)
     with locking.exclusive(f"{settings['model']}.lock",
                            f"the model {settings['model']} (and its run folder)"):
@@ -67,6 +72,7 @@ def train(settings, log=print):
 
         keras.utils.set_random_seed(settings["seed"])  # one seed: weights, shuffling, augmentation
         run = prepare_run(data, settings, log)
+        run.started = started
         try:
             fit(run, data, settings, log)
             run.checkpoint.restore_best(run.model)
@@ -75,13 +81,19 @@ def train(settings, log=print):
                 f"val_loss {history['val_loss'][best - 1]:.4f}, "
                 f"val_accuracy {history['val_accuracy'][best - 1]:.2%}")
             test = evaluate_test(run, data, settings, log)
-            save_outputs(run, data, test, settings, log)
+            held_out = score_held_out(run, data, test, settings)
+            save_outputs(run, data, test, settings, log, held_out=held_out)
+            if run.tensorboard is not None:
+                log_confusion(run, data, held_out)
         except KeyboardInterrupt:
             # Keep what was done: the weights as they are now (an interrupted
             # epoch runs again in full on resume) and the best epoch so far.
             with interrupts.deferred():
                 run.checkpoint.save(run.model)
             raise Interrupted(run.state["epoch"], run.folder.path) from None
+        finally:
+            if run.tensorboard is not None:
+                run.tensorboard.close()
         run.folder.clear()  # the final model is saved; the checkpoints are no longer needed
     return run.state["history"]
 
@@ -132,6 +144,8 @@ class Run:
     model: object  # compiled keras.Model
     split: object  # splitting.Split: train/val/test rows
     checkpoint: object = None  # callbacks.EpochCheckpoint, set by fit()
+    tensorboard: object = None  # tensorboard_logs.TensorBoardLogger with --tensorboard
+    started: float = 0.0  # time.monotonic() when train() began
 
 
 def prepare_run(data, settings, log):
@@ -198,14 +212,17 @@ def fit(run, data, settings, log):
                               augmenter="none")
         .take(callbacks.PreciseBatchNorm.MAX_BATCHES))  # shuffled, not augmented
     state = run.state
+    if settings.get("tensorboard"):
+        run.tensorboard = start_tensorboard(run, data, settings)
     patience_over = bool(settings["patience"]) and state["wait"] >= settings["patience"]
     if state["epoch"] >= settings["epochs"] or patience_over:
         log(f"[INFO] the checkpoint already holds the last epoch ({state['epoch']}); "
             "writing the outputs from its best epoch")
         return
     log(f"[INFO] training for up to {settings['epochs']} epochs...")
+    extra = [] if run.tensorboard is None else [run.tensorboard]
     run.model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
-                  initial_epoch=state["epoch"], callbacks=[recalibrate, run.checkpoint],
+                  initial_epoch=state["epoch"], callbacks=[recalibrate, run.checkpoint] + extra,
                   shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
     if run.checkpoint.diverged:
         raise TrainingDiverged(
@@ -216,6 +233,21 @@ def fit(run, data, settings, log):
         raise TrainingDiverged("no epoch completed with a finite validation loss")
 
 
+def start_tensorboard(run, data, settings):
+    """A TensorBoard logger for this run; a fresh run also logs the graph and augmented images."""
+    from pyimagesearch import pipeline, tensorboard_logs
+
+    logger = tensorboard_logs.TensorBoardLogger(settings["tensorboard"], run.state["epoch"],
+                                                len(run.split.train))
+    if run.state["epoch"] == 0:  # a resumed run logged these already
+        sample = np.asarray(run.split.train[:tensorboard_logs.GRID_IMAGES])
+        originals = dataset_lib.row_reader(data.folder.images)(sample).astype(np.float32)
+        augmented = originals if settings["augmenter"] == "none" else np.asarray(
+            pipeline.make_augmenter(settings["augmenter"], settings["seed"])(originals))
+        logger.log_start(run.model, originals, augmented)
+    return logger
+
+
 def evaluate_test(run, data, settings, log):
     """Probabilities of the best epoch on the test split, or None without one."""
     rows = run.split.test
@@ -223,12 +255,43 @@ def evaluate_test(run, data, settings, log):
         return None
     # Images that neither training nor the choice of epoch ever saw.
     log(f"[INFO] evaluating on {len(rows)} held-out test images...")
+    return predict_rows(run.model, data, rows, settings["batch_size"])
+
+
+def predict_rows(model, data, rows, batch):
+    """Probabilities (len(rows), C) of `model` on rows of the image cache."""
     read = dataset_lib.row_reader(data.folder.images)
-    batch = settings["batch_size"]
-    probabilities = np.concatenate([
-        run.model.predict_on_batch(read(rows[start:start + batch]).astype(np.float32))
+    return np.concatenate([np.zeros((0, len(data.class_names)))] + [
+        model.predict_on_batch(read(rows[start:start + batch]).astype(np.float32))
         for start in range(0, len(rows), batch)])  # (T, C)
-    return probabilities
+
+
+def score_held_out(run, data, test_probabilities, settings):
+    """The part the run page and TensorBoard report: {"part", "rows", "probabilities"}.
+
+    The test part when there is one; else validation (which also chose the
+    kept epoch, so its numbers lean optimistic; the page says so).
+    """
+    if test_probabilities is not None:
+        return {"part": "test", "rows": run.split.test, "probabilities": test_probabilities}
+    rows = run.split.val
+    return {"part": "validation", "rows": rows,
+            "probabilities": predict_rows(run.model, data, rows, settings["batch_size"])}
+
+
+def log_confusion(run, data, held_out):
+    """The held-out part's confusion matrix as a TensorBoard image at the last epoch."""
+    from sklearn.metrics import confusion_matrix
+
+    from pyimagesearch import evaluation, plots
+
+    true = data.labels[held_out["rows"]]
+    matrix = confusion_matrix(true, held_out["probabilities"].argmax(axis=1),
+                              labels=range(len(data.class_names)))
+    png = plots.figure_png(evaluation.plot_confusion_matrix, matrix, data.class_names,
+                                      title=f"{held_out['part']}, kept epoch "
+                                            f"{run.state['best_epoch']}")
+    run.tensorboard.log_confusion(png, held_out["part"], run.state["epoch"])
 
 
 def describe(run, data, settings, labelbin_bytes):
@@ -272,7 +335,7 @@ def split_note(split):
     return note
 
 
-def save_outputs(run, data, test_probabilities, settings, log):
+def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
     """Write every output to a temporary file, then rename them together at the end.
 
     A failure anywhere (disk full, an exception, Ctrl-C: held back until the
@@ -285,6 +348,8 @@ def save_outputs(run, data, test_probabilities, settings, log):
     model_path = settings["model"]
     labelbin_bytes = pickle.dumps(LabelBinarizer().fit(data.class_names))
     description = describe(run, data, settings, labelbin_bytes)
+    held_out = held_out or score_held_out(run, data, test_probabilities, settings)
+    metrics = None
     with interrupts.deferred(), contextlib.ExitStack() as stack:
         def temporary(path, suffix=""):
             return stack.enter_context(persistence.atomic_path(path, suffix))
@@ -314,11 +379,36 @@ def save_outputs(run, data, test_probabilities, settings, log):
             temporary(persistence.sidecar_path(model_path, "labels")), data.class_names)
         persistence.write_json_atomic(
             temporary(persistence.sidecar_path(model_path, "settings")), description)
-        plot_history(run.state["history"], temporary(settings["plot"], ".png"),
-                     best_epoch=description["best_epoch"])
+        plot_path = temporary(settings["plot"], ".png")
+        plot_history(run.state["history"], plot_path, best_epoch=description["best_epoch"])
+        with open(plot_path, "rb") as handle:
+            plot_png = handle.read()
+        page = run_page(run, data, settings, description, held_out, metrics, plot_png)
+        with open(temporary(f"{model_path}.report.html", ".html"), "w", encoding="utf-8") as handle:
+            handle.write(page)
     log(f"[INFO] saved model to {model_path}, labels to {settings['labelbin']}, "
-        f"plot to {settings['plot']}")
+        f"plot to {settings['plot']}, run page to {model_path}.report.html")
     return description
+
+
+def run_page(run, data, settings, description, held_out, metrics, plot_png):
+    """The HTML of <model>.report.html: data, curves, results on the held-out part, usage."""
+    from pyimagesearch import report
+
+    rows = held_out["rows"]
+    if metrics is None:  # no test part: the validation images, scored the same way
+        metrics = report.quiet_metrics(
+            held_out["probabilities"], data.labels[rows], data.class_names,
+            [os.path.join(settings["dataset"], data.folder.paths[row]) for row in rows])
+    counts = report.class_counts(data.class_names, data.labels, {
+        "train": run.split.train, "validation": run.split.val, "test": run.split.test})
+    # The model takes RGB 0-255 as float, as the training pipeline feeds it.
+    results = report.results_context(metrics, held_out["part"], model=run.model,
+                                     to_inputs=lambda images: images.astype(np.float32),
+                                     image_size=settings["image_size"])
+    usage = report.usage(time.monotonic() - run.started)
+    return report.training_page(description, run.state["history"], counts, results, usage,
+                                plot_png)
 
 
 def _versions():
