@@ -211,6 +211,7 @@ def test_token(trained):
         assert_refused(wrong, 401)
         assert wrong.headers["www-authenticate"] == "Bearer"
         assert_refused(guarded.get("/info"), 401)
+        assert_refused(guarded.post("/predict?top_k=0", content=b"x"), 401)  # before the query
         right = {"authorization": "Bearer s3cret"}
         assert guarded.post("/predict", content=png_bytes(), headers=right).json()["label"] == "red"
         assert guarded.get("/info", headers=right).json()["token_required"] is True

@@ -18,9 +18,10 @@ import logging
 import os
 import secrets
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -92,24 +93,25 @@ def create_app(settings, classifier=None):
     templates = Jinja2Templates(directory=os.path.join(HERE, "templates"))
     app.mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")
 
-    def authorize(request):
+    # A dependency, so it runs before the query is checked; HTTPBearer puts an
+    # "Authorize" button in /docs. auto_error=False: the refusal is ours (401, one line).
+    async def authorize(credentials=Depends(HTTPBearer(auto_error=False))):
         if settings.token is None:
             return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-                given.strip().encode(), settings.token.encode()):
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), settings.token.encode()):
             raise ApiError(401, "a token is required: send the header "
                                 "'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
 
-    @app.post("/predict", openapi_extra={"requestBody": IMAGE_BODY})
+    @app.post("/predict", openapi_extra={"requestBody": IMAGE_BODY},
+              dependencies=[Depends(authorize)])
     async def predict(request: Request,
                       top_k: int = Query(settings.top_k, ge=1, le=1000,
                                          description="labels in the answer, best first"),
                       min_confidence: float = Query(settings.min_confidence, ge=0, le=1,
                                                     description="answer 'unknown' below this")):
         """Classify one image; the answer has classify.py --json's fields."""
-        authorize(request)
         data, name = await read_image_upload(request, settings.max_upload_bytes)
         try:
             image = await run_in_threadpool(load_image, _NamedUpload(data, name),
@@ -125,10 +127,9 @@ def create_app(settings, classifier=None):
         return results.describe(name, probabilities, classifier.class_names, top_k,
                                 min_confidence)
 
-    @app.get("/info")
-    async def get_info(request: Request):
+    @app.get("/info", dependencies=[Depends(authorize)])
+    async def get_info():
         """The model being served, from its own description."""
-        authorize(request)
         return info
 
     @app.get("/health")
