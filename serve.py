@@ -35,6 +35,10 @@ def parse_args(argv=None):
     network.add_argument("--token", default=None,
                          help="access token the API asks for ('Authorization: Bearer TOKEN'); "
                               "also read from $POKEDEX_TOKEN (default: none)")
+    network.add_argument("--root-path", default="",
+                         help="the path prefix a reverse proxy serves this under, e.g. /pokedex "
+                              "(for the /docs page; the upload page works under any prefix) "
+                              "(default: none)")
     network.add_argument("--max-upload-mb", type=cli.positive_float, default=8.0,
                          help="larger requests are refused with 413 (default: %(default)s)")
     answer = parser.add_argument_group("answers")
@@ -141,7 +145,8 @@ def main(argv=None):
               file=sys.stderr, flush=True)
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path.rstrip("/"),
+                log_level="warning", access_log=False)
     return 0
 
 
