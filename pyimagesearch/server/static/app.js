@@ -79,7 +79,7 @@ async function classify(file) {
   if (response.status === 401) {  // ask once; a wrong stored token is asked for again
     localStorage.removeItem(TOKEN_KEY);
     pending = file;
-    say("This server needs its access token.", "error");
+    say("Enter the token above to see the answer.", "busy");
     tokenForm.hidden = false;
     tokenInput.focus();
     return;
