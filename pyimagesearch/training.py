@@ -240,7 +240,10 @@ def start_tensorboard(run, data, settings):
     logger = tensorboard_logs.TensorBoardLogger(settings["tensorboard"], run.state["epoch"],
                                                 len(run.split.train))
     if run.state["epoch"] == 0:  # a resumed run logged these already
-        sample = np.asarray(run.split.train[:tensorboard_logs.GRID_IMAGES])
+        # Spread over the training rows (they are in class order), so every class shows.
+        rows = np.asarray(run.split.train)
+        sample = rows[np.unique(np.linspace(0, len(rows) - 1, tensorboard_logs.GRID_IMAGES)
+                                .astype(np.int64))]
         originals = dataset_lib.row_reader(data.folder.images)(sample).astype(np.float32)
         augmented = originals if settings["augmenter"] == "none" else np.asarray(
             pipeline.make_augmenter(settings["augmenter"], settings["seed"])(originals))
