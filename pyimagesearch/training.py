@@ -17,6 +17,7 @@ per function, top to bottom:
 """
 
 import contextlib
+import datetime
 import hashlib
 import os
 import pickle
@@ -303,6 +304,7 @@ def describe(run, data, settings, labelbin_bytes):
     return {
         "format": "pokedex",
         "run_id": uuid.uuid4().hex,
+        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "architecture": "smallervggnet",
         "class_names": data.class_names,
         "image_size": settings["image_size"],

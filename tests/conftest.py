@@ -5,6 +5,7 @@ downloaded and nothing here imports TensorFlow, so these tests stay fast.
 """
 
 import os
+import signal
 import sys
 
 import numpy as np
@@ -140,3 +141,17 @@ def run_without_tensorflow(script_name, args, cwd):
                             text=True, timeout=60, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     assert result.returncode == 0, result.stderr
     return result.stderr
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_reaches_python():
+    """Tests deliver Ctrl-C (SIGINT); a shell that starts the suite in the background
+    (`make test &`, some CI runners) makes Python ignore it. Restore the usual handler."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
+def with_ctrl_c():
+    """preexec_fn for a child that must react to SIGINT even when we were started ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from pyimagesearch.inference import Classifier  # noqa: E402
+from conftest import with_ctrl_c  # noqa: E402
 from test_resume import make_dataset, read_state  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,7 @@ def test_ctrl_c_then_sigkill_mid_epoch_then_rerun_finishes_all_epochs(tmp_path):
                "--cache-dir", "cache", "--checkpoint-every", "0"]
     def start_and_signal(signal_number, after_epoch):
         process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=with_ctrl_c)
         deadline = time.time() + 120
         while (read_state(tmp_path) or {}).get("epoch", 0) < after_epoch and time.time() < deadline:
             assert process.poll() is None, process.communicate()
