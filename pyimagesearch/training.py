@@ -89,8 +89,9 @@ def train(settings, log=print):
         except KeyboardInterrupt:
             # Keep what was done: the weights as they are now (an interrupted
             # epoch runs again in full on resume) and the best epoch so far.
-            with interrupts.deferred():
-                run.checkpoint.save(run.model)
+            if run.checkpoint is not None:  # None: stopped before fit() built it
+                with interrupts.deferred():
+                    run.checkpoint.save(run.model)
             raise Interrupted(run.state["epoch"], run.folder.path) from None
         finally:
             if run.tensorboard is not None:

@@ -68,8 +68,8 @@ def test_a_failure_while_saving_leaves_the_previous_set_whole(tmp_path, dataset,
     assert not leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("moment", ["decoding", "fit", "evaluate_test", "export_tflite",
-                                    "plot_history"])
+@pytest.mark.parametrize("moment", ["decoding", "input pipeline", "fit", "evaluate_test",
+                                    "export_tflite", "plot_history"])
 def test_ctrl_c_at_any_moment_leaves_no_temporaries_and_the_previous_outputs(
         tmp_path, dataset, monkeypatch, moment):
     import keras
@@ -85,6 +85,10 @@ def test_ctrl_c_at_any_moment_leaves_no_temporaries_and_the_previous_outputs(
         from pyimagesearch import dataset as dataset_lib
 
         monkeypatch.setattr(dataset_lib, "load_image", ctrl_c)
+    elif moment == "input pipeline":  # before fit() has its checkpoint callback
+        from pyimagesearch import pipeline
+
+        monkeypatch.setattr(pipeline, "make_dataset", ctrl_c)
     elif moment == "fit":
         monkeypatch.setattr(keras.Model, "fit", ctrl_c)
     else:
