@@ -44,6 +44,8 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
                  top_k=3, extra=None, log=print, output_files=None, notes=()):
     """Print and save the evaluation of `probabilities` against `true_labels`.
 
+    The numbers come from `compute_metrics` (same arguments); this adds the files.
+
     probabilities: (N, C) model outputs, one row per image, columns in the
         order of `class_names` (C = len(class_names)).
     true_labels: (N,) integer index into `class_names` of each image's class.
@@ -62,6 +64,32 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
     still count as predictions). Returns the metrics dict (as in
     metrics.json) with a "files" entry mapping each kind to its path.
     """
+    unknown = set(output_files or {}) - set(REPORT_FILES)
+    if unknown:
+        raise ValueError(f"output_files: unknown kinds {sorted(unknown)} "
+                         f"(expected some of {', '.join(REPORT_FILES)})")
+    metrics, text = compute_metrics(probabilities, true_labels, class_names, paths=paths,
+                                    top_k=top_k, notes=notes)
+    if extra:
+        metrics.update(extra)
+
+    files = output_paths(output_prefix)
+    files.update({kind: os.fspath(path) for kind, path in (output_files or {}).items()})
+    log(text.rstrip("\n"))
+    persistence.write_bytes_atomic(files["report.txt"], text.encode())
+    persistence.write_json_atomic(files["metrics.json"], metrics)
+    title = f"{metrics['num_images']} images, accuracy {metrics['accuracy']:.1%}"
+    with persistence.atomic_path(files["confusion.png"], ".png") as temporary:
+        plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), metrics["class_names"],
+                              temporary, title=title)
+    with persistence.atomic_path(files["worst.png"], ".png") as temporary:
+        plot_worst(metrics["worst_misclassified"], temporary)
+    log(f"[INFO] wrote {', '.join(files.values())}")
+    return dict(metrics, files=files)
+
+
+def compute_metrics(probabilities, true_labels, class_names, paths=None, top_k=3, notes=()):
+    """The numbers of `write_report`, without writing anything: (metrics dict, report text)."""
     from sklearn.metrics import (classification_report, confusion_matrix,
                                  precision_recall_fscore_support)
 
@@ -78,10 +106,6 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         raise ValueError(f"true labels must be class indices 0..{num_classes - 1}")
     if paths is not None and len(paths) != num_images:
         raise ValueError(f"{len(paths)} paths for {num_images} images")
-    unknown = set(output_files or {}) - set(REPORT_FILES)
-    if unknown:
-        raise ValueError(f"output_files: unknown kinds {sorted(unknown)} "
-                         f"(expected some of {', '.join(REPORT_FILES)})")
 
     predicted = probabilities.argmax(axis=1)  # (N,)
     k = max(1, min(int(top_k), num_classes))
@@ -139,21 +163,7 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
         "confusion_matrix": matrix.tolist(),  # rows: true class, columns: predicted
         "worst_misclassified": worst,
     }
-    if extra:
-        metrics.update(extra)
-
-    files = output_paths(output_prefix)
-    files.update({kind: os.fspath(path) for kind, path in (output_files or {}).items()})
-    log(text.rstrip("\n"))
-    persistence.write_bytes_atomic(files["report.txt"], text.encode())
-    persistence.write_json_atomic(files["metrics.json"], metrics)
-    title = f"{num_images} images, accuracy {accuracy:.1%}"
-    with persistence.atomic_path(files["confusion.png"], ".png") as temporary:
-        plot_confusion_matrix(matrix, class_names, temporary, title=title)
-    with persistence.atomic_path(files["worst.png"], ".png") as temporary:
-        plot_worst(worst, temporary)
-    log(f"[INFO] wrote {', '.join(files.values())}")
-    return dict(metrics, files=files)
+    return metrics, text
 
 
 def _averages(numbers, support):
