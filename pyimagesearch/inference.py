@@ -29,6 +29,10 @@ class Classifier:
     the Keras model. `self.backend` says which; `log` gets one line for each
     fallback a user should know about.
 
+    `model_path` may also be a file export.py wrote (.tflite or .onnx): it
+    runs with its own runtime and the description inside it (backend
+    "litert" or "onnx"), checked against the label file.
+
     Images always load as RGB uint8 (`imageio.load_image`); just before the
     model they are put in the channel order and scale the model was trained
     on (`self.channel_order`, `self.input_scale`): what its description
@@ -38,6 +42,14 @@ class Classifier:
 
     def __init__(self, model_path, labelbin_path, backend="auto", num_images=None,
                  channel_order="auto", input_scale="auto", log=_stderr):
+        from pyimagesearch.exporters import runtimes  # cheap: no TensorFlow, no converter
+
+        if runtimes.exported_kind(model_path) in ("litert", "onnx"):
+            self.backend, self.runner, self.class_names, metadata = runtimes.classifier_parts(
+                model_path, labelbin_path, few_images=num_images is not None and num_images <= 2)
+            self.image_size = self.runner.image_size
+            self._choose_input(metadata, None, channel_order, input_scale, model_path, log)
+            return
         description = model_description(model_path)
         fast = _matching_litert(model_path, labelbin_path, description, log) \
             if backend != "keras" else None
@@ -111,7 +123,7 @@ class Classifier:
         outputs = [np.zeros((0, len(self.class_names)))]
         for start in range(0, len(images), batch_size):
             batch = self._in_channel_order(images[start:start + batch_size])
-            if self.backend == "litert":
+            if self.backend in ("litert", "onnx"):
                 outputs.append(self.runner.predict(batch, scale=self.input_scale))
             else:
                 inputs = batch.astype(np.float32) * np.float32(self.input_scale)
