@@ -15,6 +15,7 @@ from pyimagesearch.exporters import FORMATS, QUANTIZATIONS
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(
+        prog="export.py",
         description="Export a model trained by train.py to Core ML, ONNX, a TensorFlow "
                     "SavedModel or LiteRT, with its class names and pixel format inside; "
                     "with --dataset, check each export against the Keras model.")

@@ -2,9 +2,10 @@
 
     none     float32, as train.py's own `<model>.tflite`; agrees with Keras to ~1e-6
     float16  weights stored as float16 (half the size), computed in float32
-    int8     full integer: weights and activations int8, input uint8 pixels as
-             they are (scale 1, zero point 0 for train.py's models), output
-             float32 probabilities; calibrated on training images
+    int8     full integer: weights and activations int8, input uint8 pixels
+             (scale 1, zero point 0 for train.py's models when the calibration
+             images span 0-255, as the bundled sprites do), output float32
+             probabilities in steps of 1/256; calibrated on training images
 
 The writer is `pyimagesearch.litert.export_tflite` (train.py's), the runner
 `pyimagesearch.litert.LiteRTClassifier`, which quantizes an integer input
