@@ -36,12 +36,24 @@ def parse_args(argv=None):
     training.add_argument("--batch-size", type=cli.positive_int, default=32,
                           help="images per step (default: %(default)s)")
     training.add_argument("--lr", type=cli.positive_float, default=1e-3,
-                          help="Adam's initial learning rate, decayed as lr/epochs like the "
-                               "tutorial (default: %(default)s)")
-    training.add_argument("--patience", type=cli.non_negative_int, default=0,
+                          help="Adam's initial learning rate (default: %(default)s)")
+    training.add_argument("--lr-schedule", choices=("plateau", "tutorial"), default="plateau",
+                          help="'plateau': cut the learning rate to a fifth after 3 epochs "
+                               "without a lower validation loss (down to lr/100); 'tutorial': "
+                               "the tutorial's decay=lr/epochs, which after 100 epochs is "
+                               "still at ~97%% of lr (default: %(default)s)")
+    training.add_argument("--patience", type=cli.non_negative_int, default=10,
                           help="stop after this many epochs without a lower validation loss; "
-                               "0 never stops early (default: %(default)s). The epoch with the "
-                               "lowest validation loss is always the one saved")
+                               "0 never stops early, as the tutorial (default: %(default)s). "
+                               "The epoch with the lowest validation loss is always the one saved")
+    training.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                          help="'balanced' weighs each training image by n / (classes x "
+                               "images of its class), so a 21-image class counts as much as a "
+                               "200-image one (default: %(default)s)")
+    training.add_argument("--color-augment", action="store_true",
+                          help="also jitter brightness, contrast and saturation (not hue) "
+                               "while training; helps when photos differ in light and colour "
+                               "from the training images")
     training.add_argument("--image-size", type=cli.image_size, default=96,
                           help="images are resized to this many pixels square "
                                "(default: %(default)s, at least 12)")

@@ -73,9 +73,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
     names the epoch) and such an epoch is never kept as the best.
     """
 
-    def __init__(self, run_folder, state, patience, every_seconds=0.0, clock=time.monotonic):
+    def __init__(self, run_folder, state, patience, every_seconds=0.0, clock=time.monotonic,
+                 plateau=None):
         super().__init__()
         self.run_folder, self.state, self.patience = run_folder, state, patience
+        # {"patience": n, "factor": f, "min_lr": m}: multiply the learning rate by f
+        # after n epochs without a lower val_loss (Keras's ReduceLROnPlateau, but
+        # its counter and rate live in `state`, so a resumed run goes on exactly).
+        self.plateau = plateau
         self.every_seconds, self.clock = every_seconds, clock
         self.last_saved = clock()
         self.best_weights = None  # arrays of the best epoch, not yet on disk
@@ -112,11 +117,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()  # (copies) held until the next save
         else:
             state["wait"] += 1
+        if self.plateau:
+            self._reduce_on_plateau(improved)
         if self.patience and state["wait"] >= self.patience:
             print(f"[INFO] no lower val_loss for {self.patience} epochs: stopping early")
             self.model.stop_training = True
         elif self.clock() - self.last_saved >= self.every_seconds:
             self.save(self.model, at_epoch_end=True)
+
+    def _reduce_on_plateau(self, improved):
+        state, plateau = self.state, self.plateau
+        history = state["history"].setdefault("lr", [])
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        history.append(rate)  # the rate this epoch trained with
+        state["lr_wait"] = 0 if improved else state.get("lr_wait", 0) + 1
+        if state["lr_wait"] >= plateau["patience"] and rate > plateau["min_lr"]:
+            new_rate = max(rate * plateau["factor"], plateau["min_lr"])
+            self.model.optimizer.learning_rate.assign(new_rate)
+            state["lr"], state["lr_wait"] = new_rate, 0
+            print(f"[INFO] no lower val_loss for {plateau['patience']} epochs: "
+                  f"learning rate {rate:.2g} -> {new_rate:.2g}")
 
     def save(self, model, at_epoch_end=False):
         """Write a checkpoint of `model` now (Ctrl-C, or the interval has passed)."""

@@ -36,7 +36,10 @@ from pyimagesearch import persistence
 from pyimagesearch.dataset import DatasetError
 
 # Settings that must match for a checkpoint to be continued meaningfully.
-RESUME_KEYS = ("image_size", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr")
+RESUME_KEYS = ("image_size", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr",
+               "lr_schedule", "class_weight", "color_augment")
+# What a checkpoint written before a setting existed was trained with.
+OLDER_DEFAULTS = {"lr_schedule": "tutorial", "class_weight": "none", "color_augment": False}
 
 
 class ResumeError(DatasetError):
@@ -73,9 +76,12 @@ class RunFolder:
                 f"the class folders changed since the checkpoint in {self.path} "
                 f"(added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}); "
                 "run again with --restart to train from scratch")
-        changed = [key for key in RESUME_KEYS if state["settings"].get(key) != settings[key]]
+        changed = [key for key in RESUME_KEYS
+                   if state["settings"].get(key, OLDER_DEFAULTS.get(key)) != settings.get(
+                       key, OLDER_DEFAULTS.get(key))]
         if changed:
-            detail = ", ".join(f"--{k.replace('_', '-')} was {state['settings'].get(k)}"
+            detail = ", ".join(f"--{k.replace('_', '-')} was "
+                               f"{state['settings'].get(k, OLDER_DEFAULTS.get(k))}"
                                for k in changed)
             raise ResumeError(f"settings differ from the checkpoint in {self.path} ({detail}); "
                               "use the same flags to resume, or --restart")

@@ -27,39 +27,91 @@ AUGMENTATION = {
     "fill_mode": "nearest",
 }
 AUGMENTERS = ("layers", "imagedatagenerator", "none")
+# train.py --color-augment: brightness +/-20% of the range, contrast factor in [0.7, 1.3],
+# saturation drawn in [0.35, 0.65] (Keras: 0.5 leaves it, i.e. x0.54 to x1.86).
+COLOR_JITTER = {"brightness": 0.2, "contrast": 0.3, "saturation": (0.35, 0.65)}
 
 
 def make_dataset(images, labels, indices, num_classes, batch_size, training, seed,
-                 augmenter="layers"):
-    """A tf.data.Dataset of (uint8-valued float32 images (B, S, S, 3), one-hot (B, C))."""
+                 augmenter="layers", *, color=False, class_weights=None):
+    """A tf.data.Dataset of (uint8-valued float32 images (B, S, S, 3), one-hot (B, C)).
+
+    With `class_weights` (one float per class) each element also carries
+    per-image weights (B,), which model.fit applies to the loss.
+    """
     image_shape = images.shape[1:]
     labels_tensor = tf.constant(labels, dtype=tf.int32)
+    weights_tensor = None if class_weights is None else tf.constant(class_weights, tf.float32)
 
     gather = row_reader(images)
 
     def load_batch(batch_indices):
         batch = tf.numpy_function(gather, [batch_indices], tf.uint8, stateful=False)
         batch = tf.ensure_shape(batch, (None,) + image_shape)
-        one_hot = tf.one_hot(tf.gather(labels_tensor, batch_indices), num_classes)
-        return tf.cast(batch, tf.float32), one_hot
+        batch_labels = tf.gather(labels_tensor, batch_indices)
+        one_hot = tf.one_hot(batch_labels, num_classes)
+        if weights_tensor is None:
+            return tf.cast(batch, tf.float32), one_hot
+        return tf.cast(batch, tf.float32), one_hot, tf.gather(weights_tensor, batch_labels)
 
     dataset = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
     if training:
         dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augmenter != "none":
-        augment = make_augmenter(augmenter, seed)
-        dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and (augmenter != "none" or color):
+        augment = make_augmenter(augmenter, seed, color=color)
+        dataset = dataset.map(lambda x, *rest: (augment(x),) + rest,
+                              num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def make_augmenter(name, seed):
-    """Return a function (B, S, S, 3) float32 -> augmented, usable inside tf.data."""
+def balanced_class_weights(labels, num_classes):
+    """scikit-learn's "balanced" weights, n / (num_classes * count), for classes in `labels`.
+
+    The mean weight over the images is 1, so the loss keeps its scale; a
+    class with no image gets weight 0 (it never appears anyway).
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights
+
+
+def make_augmenter(name, seed, color=False):
+    """Return a function (B, S, S, 3) float32 -> augmented, usable inside tf.data.
+
+    `color` adds brightness, contrast and saturation jitter (COLOR_JITTER)
+    after the geometric augmenter `name` (which may be "none").
+    """
+    if name not in AUGMENTERS:
+        raise ValueError(f"unknown augmenter {name!r}; choose one of {', '.join(AUGMENTERS)}")
+    steps = []
     if name == "layers":
-        return _layers_augmenter(seed)
-    if name == "imagedatagenerator":
-        return _image_data_generator_augmenter()
-    raise ValueError(f"unknown augmenter {name!r}; choose one of {', '.join(AUGMENTERS)}")
+        steps.append(_layers_augmenter(seed))
+    elif name == "imagedatagenerator":
+        steps.append(_image_data_generator_augmenter())
+    if color:
+        steps.append(_color_augmenter(seed + 10))
+
+    def augment(batch):
+        for step in steps:
+            batch = step(batch)
+        return batch
+
+    return augment
+
+
+def _color_augmenter(seed):
+    """Brightness, contrast and saturation jitter on 0-255 pixels (hue is left alone:
+    it is what tells a charmander from a squirtle)."""
+    jitter = COLOR_JITTER
+    model = keras.Sequential([
+        layers.RandomBrightness(jitter["brightness"], value_range=(0, 255), seed=seed),
+        layers.RandomContrast(jitter["contrast"], value_range=(0, 255), seed=seed + 1),
+        layers.RandomSaturation(jitter["saturation"], value_range=(0, 255), seed=seed + 2),
+    ], name="color_augmentation")
+    return lambda batch: tf.clip_by_value(model(batch, training=True), 0.0, 255.0)
 
 
 def _layers_augmenter(seed):

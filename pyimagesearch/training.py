@@ -186,13 +186,22 @@ def build_model(data, settings):
 
     size = settings["image_size"]
     model = SmallerVGGNet.build(size, size, 3, len(data.class_names), rescale=True)
-    # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
-    # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
-    schedule = keras.optimizers.schedules.InverseTimeDecay(
-        settings["lr"], decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+    if settings.get("lr_schedule", "tutorial") == "tutorial":
+        # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
+        # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
+        # After 100 epochs of ~30 steps it is still at 97% of lr: it hardly decays.
+        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+            settings["lr"], decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
+    else:  # "plateau": a plain rate that EpochCheckpoint lowers when val_loss stalls
+        learning_rate = settings["lr"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+# --lr-schedule plateau: x0.2 after 3 epochs without a lower val_loss, down to lr/100;
+# with --patience 10 a run stops after about three such cuts.
+PLATEAU = {"patience": 3, "factor": 0.2, "min_lr_fraction": 0.01}
 
 
 def fit(run, data, settings, log):
@@ -201,14 +210,28 @@ def fit(run, data, settings, log):
 
     images, labels, classes = data.folder.images, data.labels, len(data.class_names)
     batch_size, seed = settings["batch_size"], settings["seed"]
+    class_weights = None
+    if settings.get("class_weight", "none") == "balanced":
+        class_weights = pipeline.balanced_class_weights(labels[run.split.train], classes)
+        log("[INFO] class weights (balanced): " + ", ".join(
+            f"{name} {weight:.2f}" for name, weight in zip(data.class_names, class_weights)))
     train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
-                                       True, seed, settings["augmenter"])
+                                       True, seed, settings["augmenter"],
+                                       color=settings.get("color_augment", False),
+                                       class_weights=class_weights)
     val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
                                      False, seed)
+    plateau = None
+    if settings.get("lr_schedule", "tutorial") == "plateau":
+        plateau = {"patience": PLATEAU["patience"], "factor": PLATEAU["factor"],
+                   "min_lr": settings["lr"] * PLATEAU["min_lr_fraction"]}
+        if run.state.get("lr") is not None:  # resumed: the rate the plateau rule left
+            run.model.optimizer.learning_rate.assign(run.state["lr"])
     # Keep the epoch with the lowest validation loss, not simply the last one;
     # with --patience N stop after N epochs without one.
     run.checkpoint = callbacks.EpochCheckpoint(run.folder, run.state, settings["patience"],
-                                               settings.get("checkpoint_every", 120.0))
+                                               settings.get("checkpoint_every", 120.0),
+                                               plateau=plateau)
     recalibrate = callbacks.PreciseBatchNorm(
         pipeline.make_dataset(images, labels, run.split.train, classes, batch_size, True, seed,
                               augmenter="none")
@@ -247,8 +270,10 @@ def start_tensorboard(run, data, settings):
         sample = rows[np.unique(np.linspace(0, len(rows) - 1, tensorboard_logs.GRID_IMAGES)
                                 .astype(np.int64))]
         originals = dataset_lib.row_reader(data.folder.images)(sample).astype(np.float32)
-        augmented = originals if settings["augmenter"] == "none" else np.asarray(
-            pipeline.make_augmenter(settings["augmenter"], settings["seed"])(originals))
+        augmented = originals if settings["augmenter"] == "none" and not settings.get(
+            "color_augment") else np.asarray(
+            pipeline.make_augmenter(settings["augmenter"], settings["seed"],
+                                    color=settings.get("color_augment", False))(originals))
         logger.log_start(run.model, originals, augmented)
     return logger
 
