@@ -79,7 +79,7 @@ def main(argv=None):
     if uses_litert and args.quantize == "int8" and args.dataset is None:
         cli.fail("export.py", "--quantize int8 calibrates on training images: add --dataset "
                               "FOLDER (the dataset the model was trained on)")
-    try:  # all cheap (no TensorFlow): a wrong file or a missing converter fails in a second
+    try:  # cheap checks first (no TensorFlow): a wrong file or missing converter fails at once
         exporters.read_source_description(args.model, args.labelbin)
         exporters.check_converters([name for name, _ in plan])
         source = exporters.load_source(args.model, args.labelbin)
@@ -95,7 +95,7 @@ def main(argv=None):
         for name, path in plan:
             started = time.monotonic()
             exporters.export(source, name, path, args.quantize, calibration)
-            written.append((name, path))
+            written.append((name, path, args.quantize))
             print(f"[INFO] {name}: wrote {path} in {time.monotonic() - started:.1f} s")
             if name == "coreml":  # it cannot run here: check what it declares instead
                 from pyimagesearch.exporters.coreml import check_package
@@ -103,22 +103,24 @@ def main(argv=None):
                 print(f"[INFO] coreml: {check_package(path, source)}")
     except (exporters.ExportError, persistence.ArtifactError) as error:
         cli.fail("export.py", str(error))
+    except OSError as error:  # a full disk or a folder made read-only meanwhile
+        cli.fail("export.py", f"cannot write the export: {error}", code=1)
     if parts is not None:
-        check(source, parts, written, args.quantize)
+        check(source, parts, written)
     else:
         print("[INFO] add --dataset DATASET to check the exports against the Keras model "
               "on its held-out images")
 
 
-def check(source, parts, written, quantize):
+def check(source, parts, written):
     """Print the table: each export against the Keras model on the held-out images."""
     from pyimagesearch.exporters import measure
 
-    rows, reference = measure.compare_exports(source, parts, written, quantize)
+    rows, reference = measure.compare_exports(source, parts, written)
     print(f"[INFO] on the {len(parts.held_out)} {parts.held_out_name} images of the model's "
           "dataset (split again from the seed recorded in the model):")
     print("\n".join(measure.format_rows(rows, reference_accuracy=reference.accuracy)))
-    if any(name == "coreml" for name, _ in written):
+    if any(name == "coreml" for name, _, _ in written):
         print("[INFO] coreml: its answers need macOS, so they are not in the table")
 
 

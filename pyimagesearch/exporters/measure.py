@@ -66,6 +66,7 @@ class Row:
     max_difference: float = float("nan")  # largest |p - p_keras| over images and classes
     accuracy: float = float("nan")
     agreement: float = float("nan")  # share of images whose top class is Keras's
+    reference: bool = False  # the Keras model itself
 
 
 def artifact_size(path):
@@ -117,9 +118,11 @@ def format_rows(rows, reference_accuracy=None):
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         lines.append("| " + " | ".join([
-            row.name, f"{row.size_bytes / 1e6:.1f} MB", _number(row.load_s, "{:.2f} s"),
-            _number(row.latency_ms, "{:.1f} ms"), _number(row.max_difference, "{:.1e}"),
-            _accuracy(row.accuracy, reference_accuracy), _number(row.agreement, "{:.1%}")]) + " |")
+            row.name, f"{row.size_bytes / 1e6:.1f} MB", _number(1000 * row.load_s, "{:.0f} ms"),
+            _number(row.latency_ms, "{:.1f} ms"),
+            "reference" if row.reference else _number(row.max_difference, "{:.1e}"),
+            _accuracy(row.accuracy, None if row.reference else reference_accuracy),
+            "reference" if row.reference else _number(row.agreement, "{:.1%}")]) + " |")
     return lines
 
 
@@ -135,8 +138,8 @@ def _accuracy(value, reference):
     return f"{value:.1%} ({100 * (value - reference):+.1f} pt)"
 
 
-def compare_exports(source, parts, written, quantize="none"):
-    """Rows for the Keras model and each (format, path) written, on the held-out images.
+def compare_exports(source, parts, written, latency_images=30):
+    """Rows for the Keras model and each (format, path, quantize) written, on the held-out images.
 
     Returns (rows, the Keras row). A Core ML package gets its size only: its
     answers need macOS.
@@ -150,15 +153,16 @@ def compare_exports(source, parts, written, quantize="none"):
     keras_probabilities = runtimes.KerasRunner(source.model).predict(images, scale)
     reference = measure("keras (.keras)", source.model_path,
                         lambda: runtimes.KerasRunner(persistence.load_model(source.model_path)),
-                        images, labels, keras_probabilities, scale)
+                        images, labels, keras_probabilities, scale, latency_images)
+    reference.reference = True
     rows = [reference]
-    for name, path in written:
+    for name, path, quantize in written:
         label = f"litert {'float32' if quantize == 'none' else quantize}" \
             if name == "litert" else name
         if name == "coreml":
             rows.append(Row(label, path, artifact_size(path)))
             continue
         rows.append(measure(label, path, lambda path=path: runtimes.open_exported(path),
-                            images, labels, keras_probabilities, scale))
+                            images, labels, keras_probabilities, scale, latency_images))
     return rows, reference
 
