@@ -80,13 +80,15 @@ def main(argv=None):
         cli.fail("export.py", "--quantize int8 calibrates on training images: add --dataset "
                               "FOLDER (the dataset the model was trained on)")
     try:  # cheap checks first (no TensorFlow): a wrong file or missing converter fails at once
-        exporters.read_source_description(args.model, args.labelbin)
+        description = exporters.read_source_description(args.model, args.labelbin)
         exporters.check_converters([name for name, _ in plan])
-        source = exporters.load_source(args.model, args.labelbin)
         parts = None
         if args.dataset is not None:
             from pyimagesearch.exporters import measure
 
+            measure.check_dataset(description, args.dataset)
+        source = exporters.load_source(args.model, args.labelbin)
+        if args.dataset is not None:
             parts = measure.dataset_parts(source, args.dataset, args.cache_dir)
         calibration = (measure.calibration_images(parts, exporters.CALIBRATION_IMAGES)
                        if parts is not None and uses_litert and args.quantize == "int8"

@@ -231,7 +231,7 @@ def _listing(folder):
 
 @pytest.mark.parametrize("case", ["unknown format", "output under a file", "wrong suffix",
                                   "text file as model", "bare keras model", "int8 without data",
-                                  "folder of other files"])
+                                  "folder of other files", "another dataset"])
 def test_bad_input_is_one_line_exit_2_nothing_written(workspace, case, tmp_path):
     from pyimagesearch import persistence
 
@@ -247,6 +247,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(workspace, case, tmp_path)
             "int8 without data": ["--format", "litert", "--quantize", "int8",
                                   "--output", folder / "m.tflite"],
             "folder of other files": ["--format", "saved_model", "--output", folder / "photos"],
+            "another dataset": ["--format", "onnx", "--output", folder / "m.onnx",
+                                "--dataset", folder],  # class folders "photos", not the model's
             }.get(case, ["--format", "onnx", "--output", folder / "m.onnx"])
     if case == "text file as model":
         model = folder / "notes.txt"

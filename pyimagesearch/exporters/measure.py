@@ -27,18 +27,29 @@ class Parts:
     held_out_name: str  # "test" or "validation"
 
 
+def check_dataset(description, dataset_path):
+    """ExportError unless the dataset's class folders are the model's (cheap: names only)."""
+    from pyimagesearch import dataset
+
+    try:
+        class_names, _ = dataset.list_class_files(dataset_path)
+    except dataset.DatasetError as error:
+        raise exporters.ExportError(f"--dataset: {error}") from None
+    if class_names != [str(name) for name in description["class_names"]]:
+        raise exporters.ExportError(
+            f"--dataset {dataset_path}: its classes {class_names} are not the model's "
+            f"{list(description['class_names'])}; pass the dataset it was trained on")
+
+
 def dataset_parts(source, dataset_path, cache_dir=None, log=print):
     """The model's dataset split as train.py split it; ExportError if it is not the model's."""
     from pyimagesearch import dataset, splitting
 
+    check_dataset(source.description, dataset_path)
     try:
         folder = dataset.load_image_folder(
             dataset_path, source.image_size,
             cache_dir or dataset.default_cache_dir(source.model_path), log=log)
-        if folder.class_names != list(source.class_names):
-            raise exporters.ExportError(
-                f"--dataset {dataset_path}: its classes {folder.class_names} are not the "
-                f"model's {list(source.class_names)}; pass the dataset it was trained on")
         settings = source.description.get("settings") or {}
         split = splitting.make_split(folder, val_split=settings.get("val_split", 0.2),
                                      test_split=settings.get("test_split", 0.15),
