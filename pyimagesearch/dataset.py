@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from pyimagesearch import locking
+from pyimagesearch.memory import release_freed_memory
 from pyimagesearch.cli import available_cpus
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
@@ -315,6 +316,7 @@ def _rebuild_cache(cache_path, root, files, keys, old_index, old_images, image_s
                        "root": os.path.abspath(root), "npy": _file_identity(cache_path + ".npy"),
                        "files": index}, handle)
         os.replace(cache_path + ".json.tmp", cache_path + ".json")
+        release_freed_memory()  # the decoding threads' leftovers, before TensorFlow comes
     except BaseException:  # Ctrl-C included: leave no temporary behind
         for leftover in (temporary, cache_path + ".json.tmp"):
             with contextlib.suppress(FileNotFoundError):
