@@ -304,3 +304,11 @@ def test_failed_conversion_leaves_nothing_behind(workspace, tmp_path, monkeypatc
     with pytest.raises(exporters.ExportError, match="disk full"):
         exporters.export(source, "onnx", str(tmp_path / "m.onnx"))
     assert os.listdir(tmp_path) == []
+
+
+def test_classifier_takes_path_objects_for_exports(workspace):
+    from pyimagesearch import inference
+
+    for name, backend in (("onnx", "onnx"), ("litert float32", "litert")):
+        classifier = inference.Classifier(workspace["paths"][name], workspace["labels"])
+        assert (classifier.backend, classifier.class_names) == (backend, CLASSES)

@@ -19,6 +19,7 @@ from pyimagesearch.cli import available_cpus, quiet_stderr
 
 def exported_kind(path):
     """"litert", "onnx", "saved_model" or "coreml" for a file export.py writes, else None (cheap)."""
+    path = os.fspath(path)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "saved_model"
