@@ -62,7 +62,7 @@ def dataset_parts(source, dataset_path, cache_dir=None, log=print):
 
 
 def calibration_images(parts, count, seed=0):
-    """Up to `count` training images, drawn evenly at random (uint8 (n, S, S, 3))."""
+    """Up to `count` training images drawn at random, in row order (uint8 (n, S, S, 3))."""
     rows = np.random.default_rng(seed).permutation(parts.train)[:count]
     return np.asarray(parts.images[np.sort(rows)])
 
