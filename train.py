@@ -3,6 +3,7 @@
     python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle
 """
 
+import argparse
 import os
 import signal
 import sys
@@ -50,10 +51,12 @@ def parse_args(argv=None):
                           help="'balanced' weighs each training image by n / (classes x "
                                "images of its class), so a 21-image class counts as much as a "
                                "200-image one (default: %(default)s)")
-    training.add_argument("--color-augment", action="store_true",
-                          help="also jitter brightness, contrast and saturation (not hue) "
-                               "while training; helps when photos differ in light and colour "
-                               "from the training images")
+    training.add_argument("--color-augment", action=argparse.BooleanOptionalAction,
+                          default=True,
+                          help="also jitter brightness, contrast and saturation (not hue) of "
+                               "training batches, which helps on photos that differ in light "
+                               "and colour from the training images (default: on; "
+                               "--no-color-augment keeps the tutorial's augmentation alone)")
     training.add_argument("--image-size", type=cli.image_size, default=96,
                           help="images are resized to this many pixels square "
                                "(default: %(default)s, at least 12)")

@@ -14,7 +14,7 @@ unseen test part is classified by the model it saved:
     project           train.py with its defaults, on an empty decoded-image
                       cache (so decoding is in its time); classified by evaluate.py
     project-balanced  the same plus --class-weight balanced (cache warm)
-    project-color     the same plus --color-augment (cache warm)
+    project-no-color  the defaults but --no-color-augment (cache warm)
 
 Printed per configuration: test accuracy, recall of the small class, training
 wall time (process start to exit, saving included) and the training process's
@@ -33,9 +33,9 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
-CONFIGS = ("recipe", "project", "project-balanced", "project-color")
+CONFIGS = ("recipe", "project", "project-balanced", "project-no-color")
 EXTRA_FLAGS = {"project": [], "project-balanced": ["--class-weight", "balanced"],
-               "project-color": ["--color-augment"]}
+               "project-no-color": ["--no-color-augment"]}
 
 
 def run_child(name, command, folder):
@@ -144,11 +144,13 @@ def main():
                                            model + ".test", "--cache-dir",
                                            os.path.join(results_dir, "cache")], results_dir)
             figures.update(project_metrics(model + ".test.metrics.json"))
+        figures["load_average_after"] = os.getloadavg()[1]  # 5-minute: was the machine quiet?
         results[name] = figures
         print(f"[bench] {name}: test accuracy {figures['accuracy']:.1%}, "
               f"{args.small_class} recall {figures['recall'].get(args.small_class, 0):.1%}, "
               f"wall {figures['wall_seconds']:.0f} s, peak RSS {figures['peak_rss_mib']:.0f} MiB, "
-              f"{figures['epochs']} epochs (kept {figures['kept_epoch']})", flush=True)
+              f"{figures['epochs']} epochs (kept {figures['kept_epoch']}), "
+              f"5-min load average {figures['load_average_after']:.1f}", flush=True)
         with open(os.path.join(results_dir, "summary.json"), "w") as handle:
             json.dump(results, handle, indent=1)
     print_table(results, args.small_class)
