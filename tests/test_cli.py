@@ -48,7 +48,7 @@ def workspace(tmp_path_factory):
     result = run("train.py", "--dataset", data, "--model", root / "pokedex.model",
                  "--labelbin", root / "lb.pickle", "--plot", root / "plot.png",
                  "--epochs", 2, "--image-size", 32, "--batch-size", 8,
-                 cwd=root, cache=root / "cache")
+                 "--class-weight", "balanced", cwd=root, cache=root / "cache")
     return root, data, result
 
 
@@ -63,6 +63,12 @@ def test_train_writes_every_output(workspace):
     settings = json.loads((root / "pokedex.model.settings.json").read_text())
     assert settings["settings"]["epochs"] == 2 and settings["image_size"] == 32
     assert settings["settings"]["val_split"] == 0.2 and settings["settings"]["seed"] == 42
+    # the defaults (plateau schedule, patience 10, colour jitter) and the flag given
+    assert {key: settings["settings"][key] for key in (
+        "lr_schedule", "patience", "color_augment", "class_weight")} == {
+        "lr_schedule": "plateau", "patience": 10, "color_augment": True,
+        "class_weight": "balanced"}
+    assert "class weights (balanced)" in result.stdout
     assert not [name for name in os.listdir(root) if ".tmp" in name]
     # The held-out test set (default --test-split 0.15) is evaluated at the end.
     metrics = json.loads((root / "pokedex.model.metrics.json").read_text())
@@ -144,6 +150,8 @@ def assert_usage_error(result, fragment):
     ("--seed", "-1", "0 to 4294967295"),
     ("--seed", "4294967296", "0 to 4294967295"),
     ("--checkpoint-every", "-5", "0 or more"),
+    ("--class-weight", "heavy", "invalid choice"),
+    ("--lr-schedule", "cosine", "invalid choice"),
 ])
 def test_train_rejects_bad_numbers(tmp_path, flag, value, fragment):
     (tmp_path / "data").mkdir()
