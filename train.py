@@ -39,12 +39,12 @@ def parse_args(argv=None):
     training.add_argument("--lr", type=cli.positive_float, default=1e-3,
                           help="Adam's initial learning rate (default: %(default)s)")
     training.add_argument("--lr-schedule", choices=("plateau", "tutorial"), default="plateau",
-                          help="'plateau': cut the learning rate to a fifth after 3 epochs "
-                               "without a lower validation loss (down to lr/100); 'tutorial': "
+                          help="'plateau': cut the learning rate to a tenth after 2 epochs "
+                               "without a 1%% lower validation loss (down to lr/100); 'tutorial': "
                                "the tutorial's decay=lr/epochs, which after 100 epochs is "
                                "still at ~97%% of lr (default: %(default)s)")
-    training.add_argument("--patience", type=cli.non_negative_int, default=10,
-                          help="stop after this many epochs without a lower validation loss; "
+    training.add_argument("--patience", type=cli.non_negative_int, default=5,
+                          help="stop after this many epochs without a 1%% lower validation loss; "
                                "0 never stops early, as the tutorial (default: %(default)s). "
                                "The epoch with the lowest validation loss is always the one saved")
     training.add_argument("--class-weight", choices=("none", "balanced"), default="none",

