@@ -144,7 +144,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         history.append(rate)  # the rate this epoch trained with
         state["lr_wait"] = 0 if improved else state.get("lr_wait", 0) + 1
-        if state["lr_wait"] >= plateau["patience"] and rate > plateau["min_lr"]:
+        # (the rate is a float32: 1e-4 * 0.1 reads back a hair above 1e-5, the floor)
+        if state["lr_wait"] >= plateau["patience"] and rate > plateau["min_lr"] * 1.001:
             new_rate = max(rate * plateau["factor"], plateau["min_lr"])
             self.model.optimizer.learning_rate.assign(new_rate)
             state["lr"], state["lr_wait"] = new_rate, 0

@@ -48,12 +48,15 @@ def test_plateau_cuts_the_rate_after_two_flat_epochs_and_a_resumed_run_keeps_it(
     assert history["lr"] == pytest.approx([1e-3] * 4 + [1e-4] * 3)
 
 
-def test_plateau_never_goes_below_a_hundredth_of_the_starting_rate(tmp_path, monkeypatch):
+def test_plateau_never_goes_below_a_hundredth_of_the_starting_rate(tmp_path, monkeypatch,
+                                                                   capsys):
     make_dataset(tmp_path / "data", count=12)
     fit_with(monkeypatch, before=[ScriptedLosses([0.5] + [0.9] * 9)])
     history = training.train(settings_for(tmp_path, epochs=10, lr_schedule="plateau"), **QUIET)
     # cuts after epochs 3 and 5: 1e-3 -> 1e-4 -> 1e-5, the floor, where it stays
     assert history["lr"] == pytest.approx([1e-3] * 3 + [1e-4] * 2 + [1e-5] * 5)
+    cuts = [line for line in capsys.readouterr().out.splitlines() if "learning rate" in line]
+    assert len(cuts) == 2, cuts  # no "1e-05 -> 1e-05" once at the floor
 
 
 def test_patience_counts_only_improvements_of_one_percent_but_keeps_the_lowest_loss(
