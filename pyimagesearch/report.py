@@ -22,14 +22,14 @@ MAX_CONFUSIONS = 10  # top confusions listed beside the matrix
 THUMBNAIL = 112  # px, mistakes
 
 
-def render(context):
+def render(context, template=TEMPLATE):
     """The page for `context` (see the template for the keys), as a string."""
     import jinja2
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template(TEMPLATE).render(**context)
+    return environment.get_template(template).render(**context)
 
 
 def data_uri(png_bytes):
