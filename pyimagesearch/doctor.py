@@ -69,7 +69,10 @@ def examine(folder, image_size, probabilities=None, class_names=None):
 
     if folder.skipped:
         add("unreadable", [line.split(": ")[0] for line in folder.skipped], list(folder.skipped))
-    for kind, groups in _duplicate_groups(folder).items():
+    read = dataset_lib.row_reader(folder.images)
+    blank_rows = [row for row in range(len(paths))  # per channel: one colour, any colour
+                  if float(np.std(read([row])[0], axis=(0, 1)).max()) < BLANK_STD]
+    for kind, groups in _duplicate_groups(folder, blank_rows).items():
         for rows in groups:
             classes = sorted({names[labels[row]] for row in rows})
             add(kind, [paths[row] for row in rows], f"{len(rows)} files, "
@@ -86,9 +89,7 @@ def examine(folder, image_size, probabilities=None, class_names=None):
         add("wrong-extension", [p for p, _ in mismatched], [d for _, d in mismatched])
     if small:
         add("too-small", [p for p, _ in small], [d for _, d in small])
-    read = dataset_lib.row_reader(folder.images)
-    blank = [paths[row] for row in range(len(paths))  # per channel: one colour, any colour
-             if float(np.std(read([row])[0], axis=(0, 1)).max()) < BLANK_STD]
+    blank = [paths[row] for row in blank_rows]
     if blank:
         add("near-blank", blank, f"{len(blank)} image(s) with pixel std < {BLANK_STD:g}")
     counts = np.bincount(labels, minlength=len(names))
@@ -138,8 +139,12 @@ def likely_mislabelled(probabilities, labels):
     return [(int(rows[i]), int(counted[rows[i]]), float(margins[i])) for i in order]
 
 
-def _duplicate_groups(folder):
-    """{"duplicate": [[rows]], ...}: exact (sha256) and near (phash) groups of 2 or more."""
+def _duplicate_groups(folder, blank_rows=()):
+    """{"duplicate": [[rows]], ...}: exact (sha256) and near (phash) groups of 2 or more.
+
+    Near-blank images are left out of the near duplicates: every flat image has
+    the same perceptual hash, whatever its colour.
+    """
     labels = folder.labels
     by_hash = {}
     for row, digest in enumerate(folder.hashes):
@@ -154,7 +159,9 @@ def _duplicate_groups(folder):
             exact_of[rows] = rows[0]
     # Near duplicates: join pairs into groups, leaving out pairs of exact copies.
     first, second = near_duplicate_pairs(folder.phashes)
-    keep = exact_of[first] != exact_of[second]
+    flat = np.zeros(len(labels), dtype=bool)
+    flat[list(blank_rows)] = True
+    keep = (exact_of[first] != exact_of[second]) & ~flat[first] & ~flat[second]
     parent = list(range(len(labels)))
 
     def root(row):
