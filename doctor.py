@@ -11,10 +11,7 @@ import os
 import sys
 
 from pyimagesearch import cli
-
-KINDS = ("duplicate", "duplicate-across-classes", "near-duplicate",
-         "near-duplicate-across-classes", "wrong-extension", "too-small", "near-blank",
-         "likely-mislabelled")
+from pyimagesearch.doctor import MOVABLE as KINDS  # no TensorFlow
 
 
 def parse_args(argv=None):
@@ -58,6 +55,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from PIL import Image
+
     from pyimagesearch import dataset, doctor, report
 
     if args.undo:
@@ -91,7 +90,8 @@ def main(argv=None):
     read = dataset.row_reader(folder.images)
     shown = {path for finding in findings["findings"] for path in finding["files"][:60]}
     rows = {path: row for row, path in enumerate(folder.paths) if path in shown}
-    thumbnails = {path: report.data_uri(png(read([row])[0])) for path, row in rows.items()}
+    thumbnails = {path: report.data_uri(report.png_bytes(Image.fromarray(read([row])[0])))
+                  for path, row in rows.items()}
     with open(prefix + ".html", "w", encoding="utf-8") as handle:
         handle.write(report.render(dict(findings, thumbnails=thumbnails), "doctor.html.j2"))
     print(f"[INFO] wrote {prefix}.json and {prefix}.html")
@@ -99,16 +99,6 @@ def main(argv=None):
         paths = doctor.files_to_move(findings, set(args.move))
         doctor.quarantine(args.dataset, paths, args.quarantine, reason=" ".join(args.move))
     return 0
-
-
-def png(pixels):
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def print_report(findings):

@@ -45,7 +45,9 @@ from pyimagesearch.memory import release_freed_memory
 from pyimagesearch.cli import available_cpus
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
-CACHE_VERSION = 2  # 2: sha256 and phash per file, and the .npy's identity in the index
+# 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
+# images are reduced before conversion (imageio), so their pixels differ slightly from 2's
+CACHE_VERSION = 3
 
 
 class DatasetError(ValueError):

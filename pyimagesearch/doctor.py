@@ -193,6 +193,10 @@ def _format_and_size(path):
 
 # --- moving files out, and back ---------------------------------------------------------
 
+# The kinds whose files can be moved: unreadable files are left for the user (they may be
+# half-downloaded, still being written), class-level findings name no file.
+MOVABLE = tuple(kind for kind in ADVICE if kind not in ("unreadable", "small-class", "imbalance"))
+
 LOG_NAME = "quarantine-log.csv"
 
 
@@ -204,7 +208,7 @@ def files_to_move(report, kinds):
     """
     chosen = []
     for finding in report["findings"]:
-        if finding["kind"] not in kinds or finding["kind"] == "unreadable":
+        if finding["kind"] not in kinds or finding["kind"] not in MOVABLE:
             continue
         files = finding["files"]
         if finding["kind"] in ("duplicate", "near-duplicate"):

@@ -92,10 +92,10 @@ def _decode_small(image, image_size):
             f"limit {MAX_DECODED_PIXELS:,}); downscale it first"
         )
     image.load()  # raises on truncated or corrupt data
-    # Other formats decode at full size; shrink by a whole factor at once (a box
-    # filter, ~1 ms per megapixel) so that the mode conversion and transparency
-    # compositing below work on a small image: for a 36 MP RGBA PNG they would
-    # otherwise hold ~0.5 GB per decoding thread.
+    # Other formats decode at full size (and JPEG draft stops at 1/8); shrink by a
+    # whole factor at once (a box filter, ~1 ms per megapixel) so that the mode
+    # conversion and transparency compositing below work on a small image: for a
+    # 36 MP RGBA PNG they would otherwise hold ~0.5 GB per decoding thread.
     factor = min(width, height) // max(1, image_size)
     if factor >= 2 and image.mode in REDUCIBLE_MODES and "transparency" not in image.info:
         reduced = image.reduce(factor)

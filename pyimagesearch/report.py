@@ -104,11 +104,11 @@ def mistake_tiles(worst, class_names, model=None, to_inputs=None, image_size=Non
             image = load_image(mistake["path"], image_size or THUMBNAIL)  # (S, S, 3) uint8 RGB
         except UnreadableImageError:
             continue
-        tile["image_uri"] = data_uri(_png(Image.fromarray(image).resize((THUMBNAIL, THUMBNAIL))))
+        tile["image_uri"] = data_uri(png_bytes(Image.fromarray(image).resize((THUMBNAIL, THUMBNAIL))))
         if model is not None:
             heat, _, _ = visualize.grad_cam(model, to_inputs(image[None]),
                                             class_names.index(mistake["predicted"]))
-            tile["heat_uri"] = data_uri(_png(_overlay(image, visualize.upsample(
+            tile["heat_uri"] = data_uri(png_bytes(_overlay(image, visualize.upsample(
                 heat, image.shape[0])).resize((THUMBNAIL, THUMBNAIL))))
     return tiles
 
@@ -123,7 +123,8 @@ def _overlay(image, heat):
     return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8))
 
 
-def _png(image):
+def png_bytes(image):
+    """`image` (a PIL image) encoded as PNG."""
     import io
 
     buffer = io.BytesIO()

@@ -186,7 +186,7 @@ def build_model(data, settings):
 
     size = settings["image_size"]
     model = SmallerVGGNet.build(size, size, 3, len(data.class_names), rescale=True)
-    if settings.get("lr_schedule", "tutorial") == "tutorial":
+    if setting(settings, "lr_schedule") == "tutorial":
         # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
         # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
         # After 100 epochs of ~30 steps it is still at 97% of lr: it hardly decays.
@@ -197,6 +197,13 @@ def build_model(data, settings):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def setting(settings, key):
+    """settings[key], or what runs made before the flag existed did (checkpoints.OLDER_DEFAULTS)."""
+    from pyimagesearch.checkpoints import OLDER_DEFAULTS
+
+    return settings.get(key, OLDER_DEFAULTS.get(key))
 
 
 # --lr-schedule plateau: x0.1 after 2 epochs without a 1% lower val_loss, down to
@@ -211,18 +218,18 @@ def fit(run, data, settings, log):
     images, labels, classes = data.folder.images, data.labels, len(data.class_names)
     batch_size, seed = settings["batch_size"], settings["seed"]
     class_weights = None
-    if settings.get("class_weight", "none") == "balanced":
+    if setting(settings, "class_weight") == "balanced":
         class_weights = pipeline.balanced_class_weights(labels[run.split.train], classes)
         log("[INFO] class weights (balanced): " + ", ".join(
             f"{name} {weight:.2f}" for name, weight in zip(data.class_names, class_weights)))
     train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
                                        True, seed, settings["augmenter"],
-                                       color=settings.get("color_augment", False),
+                                       color=setting(settings, "color_augment"),
                                        class_weights=class_weights)
     val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
                                      False, seed)
     plateau = None
-    if settings.get("lr_schedule", "tutorial") == "plateau":
+    if setting(settings, "lr_schedule") == "plateau":
         plateau = {"patience": PLATEAU["patience"], "factor": PLATEAU["factor"],
                    "min_lr": settings["lr"] * PLATEAU["min_lr_fraction"]}
         if run.state.get("lr") is not None:  # resumed: the rate the plateau rule left
@@ -270,10 +277,9 @@ def start_tensorboard(run, data, settings):
         sample = rows[np.unique(np.linspace(0, len(rows) - 1, tensorboard_logs.GRID_IMAGES)
                                 .astype(np.int64))]
         originals = dataset_lib.row_reader(data.folder.images)(sample).astype(np.float32)
-        augmented = originals if settings["augmenter"] == "none" and not settings.get(
-            "color_augment") else np.asarray(
-            pipeline.make_augmenter(settings["augmenter"], settings["seed"],
-                                    color=settings.get("color_augment", False))(originals))
+        augment = pipeline.make_augmenter(settings["augmenter"], settings["seed"],
+                                          color=setting(settings, "color_augment"))
+        augmented = np.asarray(augment(originals))
         logger.log_start(run.model, originals, augmented)
     return logger
 
