@@ -139,3 +139,11 @@ def test_color_augmentation_changes_light_and_saturation_but_not_hue():
     assert not np.allclose(out, red)
     assert (out.mean(axis=(1, 2)).argmax(axis=1) == 0).all()  # still red, every image
     assert np.std(out.mean(axis=(1, 2, 3))) > np.std(red.mean(axis=(1, 2, 3)))  # varied light
+
+
+def test_near_a_loss_of_zero_improvements_must_also_be_a_thousandth(tmp_path, monkeypatch):
+    make_dataset(tmp_path / "data", count=12)
+    # each epoch 2-5% lower, but by less than 0.001: not an improvement
+    fit_with(monkeypatch, before=[ScriptedLosses([0.004, 0.0039, 0.0037, 0.0036, 0.0035])])
+    history = training.train(settings_for(tmp_path, epochs=5, patience=3), **QUIET)
+    assert len(history["loss"]) == 4
