@@ -31,7 +31,11 @@ def parse_args(argv=None):
                         help="print the K most likely labels (default: %(default)s)")
     answer.add_argument("--min-confidence", type=cli.probability, default=0.0,
                         help="answer 'unknown' when the best probability is below this, "
-                             "0-1 (default: %(default)s, always answer)")
+                             "0-1 (default: %(default)s)")
+    answer.add_argument("--no-unknown", dest="unknown", action="store_false",
+                        help="never answer 'unknown' for images unlike the training images "
+                             "(a model from train.py calls an image unknown when its features are "
+                             "farther from every class than 95%% of its validation images)")
     answer.add_argument("--json", action="store_true",
                         help="print one JSON object per image on stdout (path, label, labels, "
                              "probabilities, true_label, correct); messages go to stderr")
@@ -116,9 +120,10 @@ def main(argv=None):
     answered = []
     predictions = contextlib.closing(classifier.predict_files(images, args.batch_size, skip))
     with predictions as answers:  # its decoding threads end even if a write fails below
-        for path, probabilities in answers:
+        for path, probabilities, unknown in answers:
             result = results.describe(path, probabilities, classifier.class_names,
-                                        args.top_k, args.min_confidence)
+                                      args.top_k, args.min_confidence,
+                                      unknown=unknown and args.unknown)
             lines = results.text_lines(result)
             result["output"] = outputs[path]
             if args.json:

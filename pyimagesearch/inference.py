@@ -38,7 +38,16 @@ class Classifier:
     on (`self.channel_order`, `self.input_scale`): what its description
     records, the tutorial's BGR and 1/255 for a model without one, or the
     caller's `channel_order` ("rgb"/"bgr") and `input_scale` ("1"/"1/255").
+
+    A model from this train.py also carries a confidence head (confidence.py:
+    temperature and the unknown rule, fitted on its validation split). Then
+    the Keras model and the LiteRT copy both return penultimate features,
+    and `answer_arrays` gives calibrated probabilities plus which images are
+    unknown; `self.head` is None for other models (raw probabilities, and
+    only --min-confidence can say unknown).
     """
+
+    head = None
 
     def __init__(self, model_path, labelbin_path, backend="auto", num_images=None,
                  channel_order="auto", input_scale="auto", log=_stderr):
@@ -56,6 +65,7 @@ class Classifier:
         if fast is not None and _start_litert(self, fast, num_images, log):
             self._choose_input(fast["metadata"], None, channel_order, input_scale, model_path,
                                log)
+            self.head = _usable_head(model_path, self.runner.feature_size, len(self.class_names))
             return
         from pyimagesearch.cli import import_tensorflow_quietly
 
@@ -79,6 +89,11 @@ class Classifier:
 
         self._choose_input(description, _has_rescaling(self.model, keras), channel_order,
                            input_scale, model_path, log)
+        self.head = _usable_head(model_path, _feature_size(self.model), len(self.class_names))
+        if self.head is not None:
+            from pyimagesearch.features import feature_model
+
+            self._feature_model = feature_model(self.model)  # -> [probabilities, features]
 
     def _choose_input(self, description, rescales, channel_order, input_scale, model_path, log):
         """Set channel_order and input_scale from the flags, else the description.
@@ -117,18 +132,34 @@ class Classifier:
     def predict_arrays(self, images, batch_size=32):
         """Probabilities (N, num_classes) for uint8 RGB images (N, S, S, 3), a model call a batch.
 
+        Calibrated (temperature-scaled) when the model has a confidence head.
         `images` may be a memory-mapped array (the dataset cache): only one
         batch at a time is turned into floats.
         """
-        outputs = [np.zeros((0, len(self.class_names)))]
+        return self.answer_arrays(images, batch_size)[0]
+
+    def answer_arrays(self, images, batch_size=32):
+        """(probabilities (N, C), unknown (N,) bool or None without a head) for uint8 RGB images."""
+        probabilities, unknown = [np.zeros((0, len(self.class_names)))], [np.zeros(0, bool)]
         for start in range(0, len(images), batch_size):
             batch = self._in_channel_order(images[start:start + batch_size])
-            if self.backend in ("litert", "onnx"):
-                outputs.append(self.runner.predict(batch, scale=self.input_scale))
+            features = None
+            if self.backend == "litert" and self.head is not None:
+                raw, features = self.runner.run(batch, scale=self.input_scale)
+            elif self.backend in ("litert", "onnx"):
+                raw = self.runner.predict(batch, scale=self.input_scale)
             else:
                 inputs = batch.astype(np.float32) * np.float32(self.input_scale)
-                outputs.append(np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64))
-        return np.concatenate(outputs)
+                if self.head is not None:
+                    features = np.asarray(self._feature_model.predict_on_batch(inputs)[1])
+                else:
+                    raw = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
+            if features is not None:
+                raw, _, is_unknown = self.head.answer(features)
+                unknown.append(is_unknown)
+            probabilities.append(raw)
+        return np.concatenate(probabilities), \
+            (np.concatenate(unknown) if self.head is not None else None)
 
     def model_inputs(self, images):
         """uint8 RGB images (N, S, S, 3) as the Keras model takes them (visualize.py, Grad-CAM)."""
@@ -141,7 +172,9 @@ class Classifier:
         return batch
 
     def predict_files(self, paths, batch_size=32, on_skip=None):
-        """Yield (path, probabilities) for each readable file, `batch_size` images per call.
+        """Yield (path, probabilities, unknown) for each readable file, `batch_size` images a call.
+
+        `unknown`: True when the confidence head calls the image unknown (None without one).
 
         Files are decoded in parallel threads (PIL releases the GIL); an
         unreadable one is passed to `on_skip(path, message)` and left out.
@@ -167,8 +200,10 @@ class Classifier:
                 if isinstance(pixels, str) and on_skip is not None:
                     on_skip(path, pixels)
             if good:
-                probabilities = self.predict_arrays(np.stack([p for _, p in good]), batch_size)
-                yield from zip([path for path, _ in good], probabilities)
+                probabilities, unknown = self.answer_arrays(np.stack([p for _, p in good]),
+                                                            batch_size)
+                flags = [None] * len(good) if unknown is None else [bool(u) for u in unknown]
+                yield from zip([path for path, _ in good], probabilities, flags)
 
     def _try_load(self, path):
         try:
@@ -270,6 +305,25 @@ def _start_litert(classifier, fast, num_images, log):
     classifier.backend, classifier.class_names = "litert", class_names
     classifier.runner, classifier.image_size = runner, runner.image_size
     return True
+
+
+def _feature_size(model):
+    from pyimagesearch.features import last_dense
+
+    try:
+        return int(last_dense(model).kernel.shape[0])
+    except ValueError:  # no Dense layer: not a model a head could belong to
+        return None
+
+
+def _usable_head(model_path, feature_size, num_classes):
+    """The model's confidence head if the backend gives features of its size, else None."""
+    from pyimagesearch import confidence
+
+    head = confidence.read_head(model_path)
+    if head is None or feature_size is None or head.kernel.shape != (feature_size, num_classes):
+        return None
+    return head
 
 
 def _has_rescaling(model, keras):

@@ -224,7 +224,13 @@ class LiteRTClassifier:
                                            **options)
             self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        # train.py's copy has two outputs, [probabilities, features] (features.py);
+        # the flatbuffer lists tensors in its own order, so take them by the
+        # signature's output names (output_0, output_1, ...: the model's order).
+        outputs = _outputs_in_model_order(self.interpreter)
+        self._output = outputs[0]
+        self._features = outputs[1] if len(outputs) > 1 else None
+        self.feature_size = None if self._features is None else int(self._features["shape"][-1])
         shape = tuple(int(d) for d in self._input["shape"])  # (1, S, S, 3)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ValueError(f"{path}: expected a square RGB image model, input is {shape}")
@@ -237,6 +243,10 @@ class LiteRTClassifier:
 
         The model is fed the pixels times `scale` (1.0 for train.py's models,
         which rescale inside)."""
+        return self.run(images, scale)[0]
+
+    def run(self, images, scale=1.0):
+        """(probabilities (N, C) float64, features (N, D) float32 or None without that output)."""
         images = np.asarray(images)
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected or images.dtype != np.uint8:
@@ -255,7 +265,26 @@ class LiteRTClassifier:
         if self._output["dtype"] != np.float32:  # an integer output: back to probabilities
             output_scale, zero_point = self._output["quantization"]
             outputs = (outputs - zero_point) * output_scale
-        return outputs
+        features = None if self._features is None else \
+            np.array(self.interpreter.get_tensor(self._features["index"]), dtype=np.float32)
+        return outputs, features
+
+
+def _outputs_in_model_order(interpreter):
+    """Output tensor details in the exported model's output order (output_0, output_1, ...)."""
+    details = interpreter.get_output_details()
+    try:
+        signature = interpreter.get_signature_runner().get_output_details()  # {name: details}
+    except (ValueError, KeyError, RuntimeError):  # no signature (an old converter's file)
+        return details
+    if len(signature) != len(details):
+        return details
+    return [signature[name] for name in sorted(signature, key=_output_number)]
+
+
+def _output_number(name):
+    digits = name.rsplit("_", 1)[-1]
+    return (0, int(digits), name) if digits.isdigit() else (1, 0, name)
 
 
 def _quantized(values, tensor):

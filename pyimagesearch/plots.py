@@ -131,3 +131,41 @@ def figure_png(draw, *args, **kwargs):
     buffer = io.BytesIO()
     draw(*args, buffer, **kwargs)
     return buffer.getvalue()
+
+
+def plot_reliability(before, after, path, part="test", temperature=1.0):
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration.
+
+    `before`/`after`: confidence.reliability_bins rows. A calibrated model's
+    bars sit on the diagonal; bars below it mean over-confidence.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.3), sharey=True)
+    for axis, rows, title in ((axes[0], before, "as trained"),
+                              (axes[1], after, f"after temperature scaling (T = {temperature:.2f})")):
+        filled = [row for row in rows if row["count"]]
+        width = rows[0]["high"] - rows[0]["low"]
+        axis.bar([row["low"] for row in filled], [row["accuracy"] for row in filled],
+                 width=width, align="edge", color="#4c78a8", edgecolor="white",
+                 label="accuracy in the bin")
+        axis.bar([row["low"] for row in filled],
+                 [row["confidence"] - row["accuracy"] for row in filled],
+                 bottom=[row["accuracy"] for row in filled], width=width, align="edge",
+                 color="#e45756", alpha=0.35, edgecolor="#e45756",
+                 label="gap to mean confidence")
+        for row in filled:
+            axis.text(row["low"] + width / 2, 0.02, str(row["count"]), ha="center",
+                      fontsize=7, color="white" if row["accuracy"] > 0.08 else "#1d2330")
+        axis.plot([0, 1], [0, 1], color="gray", linestyle=":", label="perfectly calibrated")
+        total = sum(row["count"] for row in filled)
+        ece = sum(row["count"] * abs(row["accuracy"] - row["confidence"])
+                  for row in filled) / total if total else 0.0
+        axis.set_title(f"{title}\nECE {ece:.3f} on {total} {part} images", fontsize=10)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("confidence (top probability)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (images per bin at the bottom)")
+    axes[0].legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)

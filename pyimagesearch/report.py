@@ -149,7 +149,20 @@ def training_command(settings):
     return shlex.join(words)
 
 
-def training_page(description, history, counts, results, usage, plot_png):
+def calibration_context(calibration):
+    """The page's confidence section: the reliability diagram and its figures, or None."""
+    if not calibration:
+        return None
+    from pyimagesearch import plots
+
+    png = plots.figure_png(plots.plot_reliability, calibration["bins_before"],
+                           calibration["bins_after"], part=calibration["part"],
+                           temperature=calibration["temperature"])
+    return {**{key: value for key, value in calibration.items() if not key.startswith("bins_")},
+            "plot_uri": data_uri(png)}
+
+
+def training_page(description, history, counts, results, usage, plot_png, calibration=None):
     """The run page of a training run.
 
     description: training.describe's dict; history: per-epoch lists (loss,
@@ -167,6 +180,7 @@ def training_page(description, history, counts, results, usage, plot_png):
         "skipped": description["skipped_files"],
         "command": training_command(description["settings"]),
         "training_seconds": float(sum(history.get("seconds", []))),
+        "calibration": calibration,
     })
 
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-UNKNOWN = "unknown"  # the answer below --min-confidence
+UNKNOWN = "unknown"  # the answer below --min-confidence, or unlike anything the model knows
 
 
 def top_k_labels(probabilities, class_names, k):
@@ -24,18 +24,26 @@ def true_label_from_name(path, class_names):
     return max(matches, key=len) if matches else None
 
 
-def describe(path, probabilities, class_names, top_k=1, min_confidence=0.0):
+def describe(path, probabilities, class_names, top_k=1, min_confidence=0.0, unknown=None):
     """One image's answer as a JSON-ready dict.
 
     `label` is the best class, or "unknown" when its probability is below
-    `min_confidence`; `labels`/`probabilities` are the top-k, best first;
+    `min_confidence` or the model's confidence head found the image unlike
+    its training images (`unknown` True; `unknown_reason` says which);
+    `labels`/`probabilities` are the top-k, best first;
     `true_label` is the class named in the file name (None if none is), and
     `correct` whether `label` equals it (None when there is no true label).
     """
     best = top_k_labels(probabilities, class_names, max(1, top_k))
-    label = best[0][0] if best[0][1] >= min_confidence else UNKNOWN
+    reason = None
+    if unknown:
+        reason = "unlike the training images"
+    elif best[0][1] < min_confidence:
+        reason = "below --min-confidence"
+    label = UNKNOWN if reason else best[0][0]
     truth = true_label_from_name(path, class_names)
     return {"path": os.fspath(path), "label": label, "probability": round(best[0][1], 6),
+            "unknown_reason": reason,
             "labels": [name for name, _ in best],
             "probabilities": [round(p, 6) for _, p in best],
             "true_label": truth, "correct": None if truth is None else label == truth}
@@ -45,7 +53,8 @@ def text_lines(result):
     """Human lines for a `describe` result: `charmander: 97.31% (correct)`, then top-k."""
     best, probability = result["labels"][0], result["probability"] * 100
     if result["label"] == UNKNOWN:
-        head = f"{UNKNOWN} (best guess {best}: {probability:.2f}%)"
+        why = "; " + result["unknown_reason"] if result.get("unknown_reason") else ""
+        head = f"{UNKNOWN} (best guess {best}: {probability:.2f}%{why})"
     else:
         verdict = {None: "", True: " (correct)", False: " (incorrect)"}[result["correct"]]
         head = f"{best}: {probability:.2f}%{verdict}"
@@ -69,7 +78,12 @@ def summary(results, skipped, top_k=1, max_names=5):
         if top_k > 1:
             in_top = sum(result["true_label"] in result["labels"] for result in labelled)
             line += f", top-{top_k} accuracy {in_top / len(labelled):.2%}"
-    unknown = sum(result["label"] == UNKNOWN for result in results)
-    if unknown:
-        line += f"; {unknown} unknown (below --min-confidence)"
+    reasons = {}
+    for result in results:
+        if result["label"] == UNKNOWN:
+            reason = result.get("unknown_reason") or "below --min-confidence"
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        line += f"; {sum(reasons.values())} unknown (" + ", ".join(
+            f"{count} {reason}" for reason, count in reasons.items()) + ")"
     return line

@@ -9,7 +9,10 @@ per function, top to bottom:
                     (the split stored by content hash, the checkpointed model)
     fit             model.fit with precise BatchNorm and checkpoints (and, with
                     --tensorboard, TensorBoard logs)
-    evaluate_test   the held-out test split, scored by the best epoch
+    fit_confidence  the confidence head on the best epoch's features: temperature
+                    (validation), class means and covariance (training), the
+                    unknown threshold (validation; confidence.py)
+    evaluate_test   the held-out test split, scored by the best epoch (calibrated)
     score_held_out  the part the run page reports: test, or validation without one
     save_outputs    model, labels, LiteRT copy, descriptions, plot, test report and
                     the run page (<model>.report.html), written to temporaries and
@@ -81,6 +84,7 @@ def train(settings, log=print):
             log(f"[INFO] trained {len(history['loss'])} epochs; keeping epoch {best}: "
                 f"val_loss {history['val_loss'][best - 1]:.4f}, "
                 f"val_accuracy {history['val_accuracy'][best - 1]:.2%}")
+            fit_confidence(run, data, settings, log)
             test = evaluate_test(run, data, settings, log)
             held_out = score_held_out(run, data, test, settings)
             save_outputs(run, data, test, settings, log, held_out=held_out)
@@ -147,6 +151,9 @@ class Run:
     split: object  # splitting.Split: train/val/test rows
     checkpoint: object = None  # callbacks.EpochCheckpoint, set by fit()
     tensorboard: object = None  # tensorboard_logs.TensorBoardLogger with --tensorboard
+    head: object = None  # confidence.Head, set by fit_confidence()
+    features: object = None  # rows -> penultimate features (N, D), set by fit_confidence()
+    calibration: dict = None  # ECE before/after and reliability bins on the held-out part
     started: float = 0.0  # time.monotonic() when train() began
 
 
@@ -284,22 +291,63 @@ def start_tensorboard(run, data, settings):
     return logger
 
 
+def fit_confidence(run, data, settings, log):
+    """Fit the confidence head (confidence.Head) on the kept epoch's penultimate features.
+
+    Temperature and the unknown threshold come from the validation split; the
+    class means and shared covariance from the (un-augmented) training split.
+    """
+    from pyimagesearch import confidence
+    from pyimagesearch.features import FeatureExtractor
+
+    extract = FeatureExtractor(run.model)
+    run.features = lambda rows: features_of(extract, data, rows, settings["batch_size"])
+    train_rows, val_rows = np.asarray(run.split.train), np.asarray(run.split.val)
+    run.head = confidence.Head.fit(extract.kernel, extract.bias,
+                                   run.features(train_rows), data.labels[train_rows],
+                                   run.features(val_rows), data.labels[val_rows])
+    log(f"[INFO] confidence: temperature {run.head.temperature:.2f} (validation); an image is "
+        f"unknown above a feature distance of {run.head.threshold:.1f}, which "
+        f"{run.head.false_unknown_rate:.0%} of validation images exceed")
+
+
+def features_of(extract, data, rows, batch):
+    """Penultimate features (len(rows), D) of rows of the image cache, a batch at a time."""
+    read = dataset_lib.row_reader(data.folder.images)
+    rows = np.asarray(rows)
+    return np.concatenate([np.zeros((0, extract.kernel.shape[0]), np.float32)] + [
+        extract(read(rows[start:start + batch])) for start in range(0, len(rows), batch)])
+
+
 def evaluate_test(run, data, settings, log):
-    """Probabilities of the best epoch on the test split, or None without one."""
+    """Calibrated probabilities of the best epoch on the test split, or None without one."""
     rows = run.split.test
     if not len(rows):
         return None
     # Images that neither training nor the choice of epoch ever saw.
     log(f"[INFO] evaluating on {len(rows)} held-out test images...")
-    return predict_rows(run.model, data, rows, settings["batch_size"])
+    return held_out_probabilities(run, data, rows, "test")
 
 
-def predict_rows(model, data, rows, batch):
-    """Probabilities (len(rows), C) of `model` on rows of the image cache."""
-    read = dataset_lib.row_reader(data.folder.images)
-    return np.concatenate([np.zeros((0, len(data.class_names)))] + [
-        model.predict_on_batch(read(rows[start:start + batch]).astype(np.float32))
-        for start in range(0, len(rows), batch)])  # (T, C)
+def held_out_probabilities(run, data, rows, part):
+    """Calibrated probabilities (len(rows), C); sets run.calibration for this part."""
+    from pyimagesearch import confidence
+
+    features = run.features(rows)
+    labels = data.labels[np.asarray(rows)]
+    before = run.head.probabilities(features, calibrated=False)
+    after = run.head.probabilities(features)
+    run.calibration = {
+        "part": part, "temperature": run.head.temperature,
+        "ece_before": confidence.expected_calibration_error(before, labels),
+        "ece_after": confidence.expected_calibration_error(after, labels),
+        "bins_before": confidence.reliability_bins(before, labels),
+        "bins_after": confidence.reliability_bins(after, labels),
+        "unknown_threshold": run.head.threshold,
+        "false_unknown_rate_target": run.head.false_unknown_rate,
+        "called_unknown": float(np.mean(run.head.answer(features)[2])) if len(rows) else 0.0,
+    }
+    return after
 
 
 def score_held_out(run, data, test_probabilities, settings):
@@ -312,7 +360,13 @@ def score_held_out(run, data, test_probabilities, settings):
         return {"part": "test", "rows": run.split.test, "probabilities": test_probabilities}
     rows = run.split.val
     return {"part": "validation", "rows": rows,
-            "probabilities": predict_rows(run.model, data, rows, settings["batch_size"])}
+            "probabilities": held_out_probabilities(run, data, rows, "validation")}
+
+
+def calibration_summary(calibration):
+    """What metrics.json and the description record (the bins stay on the page and in metrics)."""
+    return {key: (round(value, 4) if isinstance(value, float) else value)
+            for key, value in calibration.items() if not key.startswith("bins_")}
 
 
 def log_confusion(run, data, held_out):
@@ -357,6 +411,7 @@ def describe(run, data, settings, labelbin_bytes):
                   "new_images_to_training": int(run.split.new_rows),
                   "removed_since_split": int(run.split.removed)},
         "test_accuracy": None,
+        "confidence": {**run.head.summary(), **calibration_summary(run.calibration)},
         "skipped_files": data.folder.skipped,
         "versions": _versions(),
     }
@@ -380,7 +435,8 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
     """
     from sklearn.preprocessing import LabelBinarizer
 
-    from pyimagesearch import evaluation
+    from pyimagesearch import confidence, evaluation
+    from pyimagesearch.features import feature_model
 
     model_path = settings["model"]
     labelbin_bytes = pickle.dumps(LabelBinarizer().fit(data.class_names))
@@ -399,10 +455,15 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
                 test_probabilities, data.labels[rows], data.class_names, model_path,
                 paths=[os.path.join(settings["dataset"], data.folder.paths[row]) for row in rows],
                 extra={"split": "test", "test_split": settings["test_split"],
-                       "seed": settings["seed"], "split_groups": description["split"]},
+                       "seed": settings["seed"], "split_groups": description["split"],
+                       "calibration": {**calibration_summary(run.calibration),
+                                       "bins_before": run.calibration["bins_before"],
+                                       "bins_after": run.calibration["bins_after"]}},
                 log=log, output_files=report_files, notes=[split_note(run.split)])
             description["test_accuracy"] = metrics["accuracy"]
-        persistence.save_model(run.model, temporary(model_path, ".keras"), description)
+        model_file = temporary(model_path, ".keras")
+        persistence.save_model(run.model, model_file, description)
+        confidence.embed_head(model_file, run.head)  # read back by inference.Classifier
         with open(temporary(settings["labelbin"]), "wb") as handle:
             handle.write(labelbin_bytes)
         # A LiteRT copy lets classify.py answer in ~0.3 s without TensorFlow; the
@@ -411,7 +472,11 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
         essentials = {key: description[key] for key in (
             "format", "run_id", "class_names", "image_size", "channel_order", "input_scale",
             "labelbin_sha256")}
-        export_tflite(run.model, temporary(tflite_path, ".tflite"), metadata=essentials)
+        essentials["outputs"] = ["probabilities (uncalibrated)", "features"]
+        # Two outputs, [probabilities, features]: the features let classify.py apply
+        # the model's confidence head (temperature, unknown) without TensorFlow.
+        export_tflite(feature_model(run.model), temporary(tflite_path, ".tflite"),
+                      metadata=essentials)
         persistence.write_json_atomic(
             temporary(persistence.sidecar_path(model_path, "labels")), data.class_names)
         persistence.write_json_atomic(
@@ -445,7 +510,7 @@ def run_page(run, data, settings, description, held_out, metrics, plot_png):
                                      image_size=settings["image_size"])
     usage = report.usage(time.monotonic() - run.started)
     return report.training_page(description, run.state["history"], counts, results, usage,
-                                plot_png)
+                                plot_png, calibration=report.calibration_context(run.calibration))
 
 
 def _versions():

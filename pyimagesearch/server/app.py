@@ -73,7 +73,7 @@ def create_app(settings, classifier=None):
         classifier = inference.Classifier(settings.model, settings.labelbin,
                                           backend=settings.backend, log=log.info)
     predictor = BatchingPredictor(
-        lambda images: classifier.predict_arrays(images, batch_size=settings.max_batch),
+        lambda images: _answer_rows(classifier, images, settings.max_batch),
         max_batch=settings.max_batch, wait_s=settings.batch_wait_ms / 1000,
         max_queue=settings.max_queue)
 
@@ -110,7 +110,9 @@ def create_app(settings, classifier=None):
                       top_k: int = Query(settings.top_k, ge=1, le=1000,
                                          description="labels in the answer, best first"),
                       min_confidence: float = Query(settings.min_confidence, ge=0, le=1,
-                                                    description="answer 'unknown' below this")):
+                                                    description="answer 'unknown' below this"),
+                      unknown: bool = Query(True, description="answer 'unknown' for images "
+                                                              "unlike the training images")):
         """Classify one image; the answer has classify.py --json's fields."""
         data, name = await read_image_upload(request, settings.max_upload_bytes)
         try:
@@ -120,12 +122,12 @@ def create_app(settings, classifier=None):
             message = str(error)
             raise ApiError(422, name + message if message.startswith(": ") else message) from None
         try:
-            probabilities = await predictor.predict(image)
+            probabilities, is_unknown = await predictor.predict(image)
         except QueueFullError as error:
             raise ApiError(503, f"busy: {error}; retry in {RETRY_AFTER_S} s",
                            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         return results.describe(name, probabilities, classifier.class_names, top_k,
-                                min_confidence)
+                                min_confidence, unknown=bool(is_unknown) and unknown)
 
     @app.get("/info", dependencies=[Depends(authorize)])
     async def get_info():
@@ -210,6 +212,12 @@ async def _multipart_file(request, body):
         await form.close()
 
 
+def _answer_rows(classifier, images, batch_size):
+    """[(probabilities (C,), unknown bool or None)] per image: one model call for the batch."""
+    probabilities, unknown = classifier.answer_arrays(images, batch_size=batch_size)
+    return list(zip(probabilities, [None] * len(probabilities) if unknown is None else unknown))
+
+
 def _safe_name(filename):
     """The upload's file name without any folders (a label, never a path to open)."""
     name = os.path.basename((filename or "").replace("\\", "/")).strip()
@@ -231,6 +239,8 @@ def model_info(settings, classifier):
             "trained": trained, "test_accuracy": description.get("test_accuracy"),
             "best_val_accuracy": description.get("best_val_accuracy"),
             "run_id": description.get("run_id"), "backend": classifier.backend,
+            "confidence": description.get("confidence"),
+            "unknown_answers": classifier.head is not None,
             "model": os.path.basename(settings.model),
             "defaults": {"top_k": settings.top_k, "min_confidence": settings.min_confidence},
             "max_upload_bytes": settings.max_upload_bytes,

@@ -1,0 +1,221 @@
+"""Which score makes `unknown` mean something: softmax, calibrated softmax, energy, Mahalanobis.
+
+    /tmp/datavenv/bin/python bench/build_photos.py --output bench/data/photos   # once
+    python bench/bench_unknown.py --dataset dataset --unknown-class pikachu \
+        --photos bench/data/photos                                   # ~10 min on 2 cores
+
+Trains train.py (its defaults) on the bundled dataset without one class, then
+scores four kinds of images with the kept model:
+
+    known test      the run's own held-out test split (classes it knows)
+    fifth class     every image of the class left out (a Pokemon it never saw)
+    photographs     crops of scikit-image's photographs (a cat, coffee, a rocket, ...)
+
+Scores (higher = more likely unknown), each with its threshold set on the
+validation split so that 5% of validation images are called unknown:
+
+    softmax             1 - max probability, as the model gives it (what
+                        --min-confidence does today)
+    softmax-calibrated  the same after temperature scaling fitted on validation
+    energy              -logsumexp(logits) (Liu et al. 2020)
+    mahalanobis         squared distance of the penultimate features to the
+                        nearest class mean, shared Ledoit-Wolf covariance
+                        (Lee et al. 2018): what the model stores and classify uses
+
+Printed: the share called unknown per kind of image and the AUROC of known
+test vs each unknown kind (1.0 = perfectly separated, 0.5 = chance); expected
+calibration error on the known test split before and after temperature scaling.
+Results go to bench/results/unknown-<time>/ (train log, summary.json).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+sys.path.insert(0, REPO)
+SCORES = ("softmax", "softmax-calibrated", "energy", "mahalanobis", "mahalanobis-conv")
+
+
+def known_folder(dataset, unknown_class, folder):
+    """A dataset folder of every class but `unknown_class` (symlinks), and its groups.csv."""
+    os.makedirs(folder, exist_ok=True)
+    for name in sorted(os.listdir(dataset)):
+        source = os.path.join(dataset, name)
+        if os.path.isdir(source) and name != unknown_class:
+            os.symlink(os.path.abspath(source), os.path.join(folder, name))
+    if os.path.exists(os.path.join(dataset, "groups.csv")):
+        shutil.copy(os.path.join(dataset, "groups.csv"), os.path.join(folder, "groups.csv"))
+    return folder
+
+
+def train(folder, model_path, extra, log_path):
+    command = [sys.executable, "train.py", "--dataset", folder, "--model", model_path,
+               "--labelbin", model_path + ".pickle", "--plot", model_path + ".png"] + extra
+    started = time.time()
+    with open(log_path, "w") as log:
+        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if code:
+        raise SystemExit(f"train.py failed ({code}); see {log_path}")
+    return time.time() - started
+
+
+def conv_features(model):
+    """Exploratory: the last conv block's output averaged over space (the Flatten's input)."""
+    import keras
+
+    flatten = next(layer for layer in reversed(model.layers)
+                   if isinstance(layer, keras.layers.Flatten))
+    pooled = keras.layers.GlobalAveragePooling2D()(flatten.input)
+    sub = keras.Model(model.inputs, pooled)
+    return lambda images: np.concatenate(
+        [np.zeros((0, pooled.shape[-1]), dtype=np.float32)] + [np.asarray(sub.predict_on_batch(np.asarray(images[i:i + 64], dtype=np.float32)))
+         for i in range(0, len(images), 64)])
+
+
+def all_scores(head, features, conv=None):
+    """{score name: (N,) scores}, higher = more likely unknown."""
+    from pyimagesearch import confidence
+
+    logits = head.logits(features)
+    return {
+        "mahalanobis-conv": conv[0].distance(conv[1]),
+        "softmax": 1.0 - confidence.softmax(logits).max(axis=1),
+        "softmax-calibrated": 1.0 - confidence.softmax(logits, head.temperature).max(axis=1),
+        "energy": -(logits.max(axis=1) + np.log(np.exp(logits - logits.max(axis=1,
+                                                                           keepdims=True))
+                                                .sum(axis=1))),
+        "mahalanobis": head.mahalanobis.distance(features),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="dataset")
+    parser.add_argument("--unknown-class", default="pikachu")
+    parser.add_argument("--photos", default="bench/data/photos")
+    # The bundled classes are 4 animations each (groups.csv): a quarter each for
+    # validation and test holds one whole unseen animation per class out of training.
+    parser.add_argument("--train-flags", default="--val-split 0.25 --test-split 0.25",
+                        help="extra train.py flags, one string")
+    parser.add_argument("--model", help="reuse a model trained earlier by this bench (skip training)")
+    args = parser.parse_args()
+
+    results = os.path.join(REPO, "bench", "results", time.strftime("unknown-%Y%m%d-%H%M%S"))
+    os.makedirs(results)
+    folder = known_folder(os.path.join(REPO, args.dataset), args.unknown_class,
+                          os.path.join(results, "known"))
+    model_path = args.model or os.path.join(results, "known.model")
+    wall = None
+    if not args.model:
+        print(f"[bench] training on {sorted(os.listdir(folder))} (without {args.unknown_class})...",
+              flush=True)
+        wall = train(folder, model_path, args.train_flags.split(), os.path.join(results, "train.log"))
+        print(f"[bench] trained in {wall:.0f} s", flush=True)
+
+    from pyimagesearch import confidence, dataset, features, inference, persistence, splitting
+    from pyimagesearch.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    description = persistence.read_description(model_path)
+    settings = description["settings"]
+    model = persistence.load_model(model_path)
+    extract = features.FeatureExtractor(model)
+    size = settings["image_size"]
+    data = dataset.load_image_folder(folder, size, settings["cache_dir"], log=lambda line: None)
+    split = splitting.make_split(data, val_split=settings["val_split"],
+                                 test_split=settings["test_split"], seed=settings["seed"],
+                                 log=lambda line: None)
+    read = dataset.row_reader(data.images)
+    conv = conv_features(model)
+    images = {name: (read(np.asarray(rows)), data.labels[np.asarray(rows)])
+              for name, rows in (("train", split.train), ("val", split.val),
+                                 ("test", split.test))}
+
+    def folder_images(path):
+        return np.stack([inference.load_image(file, size) for file in inference.find_images(path)])
+
+    images["fifth class"] = (folder_images(os.path.join(REPO, args.dataset, args.unknown_class)),
+                             None)
+    images["photographs"] = (folder_images(os.path.join(REPO, args.photos)), None)
+    features_of = {name: extract(pixels) for name, (pixels, _) in images.items()}
+    conv_of = {name: conv(pixels) for name, (pixels, _) in images.items()}
+    parts = {name: (features_of[name], images[name][1]) for name in ("train", "val", "test")}
+    unknown = {name: features_of[name] for name in ("fifth class", "photographs")}
+    head = confidence.Head.fit(extract.kernel, extract.bias, *parts["train"], *parts["val"])
+    conv_distance = confidence.Mahalanobis.fit(conv_of["train"], parts["train"][1],
+                                               len(data.class_names))
+
+    from sklearn.metrics import roc_auc_score
+
+    def scores(name):
+        return all_scores(head, features_of[name], (conv_distance, conv_of[name]))
+
+    validation, known_test = scores("val"), scores("test")
+    others = {name: scores(name) for name in unknown}
+    table = {}
+    for score in SCORES:
+        threshold = confidence.unknown_threshold(validation[score])
+        row = {"threshold": threshold,
+               "known test": float(np.mean(known_test[score] > threshold))
+               if len(known_test[score]) else None}
+        for name, values in others.items():
+            row[name] = float(np.mean(values[score] > threshold))
+            if not len(known_test[score]):  # no test part: rank against validation instead
+                row[f"AUROC {name}"] = None
+                continue
+            both = np.concatenate([known_test[score], values[score]])
+            truth = np.concatenate([np.zeros(len(known_test[score])), np.ones(len(values[score]))])
+            row[f"AUROC {name}"] = float(roc_auc_score(truth, both))
+        table[score] = row
+    test_features, test_labels = parts["test"]
+    calibration = {
+        "temperature": head.temperature,
+        "ece_before": confidence.expected_calibration_error(
+            head.probabilities(test_features, calibrated=False), test_labels),
+        "ece_after": confidence.expected_calibration_error(
+            head.probabilities(test_features), test_labels),
+        "test_accuracy": float(np.mean(head.logits(test_features).argmax(axis=1) == test_labels))
+        if len(test_labels) else None,
+    }
+    photos_max = confidence.softmax(head.logits(unknown["photographs"])).max(axis=1)
+    summary = {"unknown_class": args.unknown_class, "known_classes": data.class_names,
+               "images": {"train": len(split.train), "val": len(split.val),
+                          "known test": len(split.test),
+                          **{name: len(values) for name, values in unknown.items()}},
+               "train_seconds": wall, "calibration": calibration, "scores": table,
+               "photographs_median_top_probability_uncalibrated": float(np.median(photos_max))}
+    with open(os.path.join(results, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=2)
+
+    print(f"\nknown classes: {', '.join(data.class_names)}; left out: {args.unknown_class}")
+    print("images: " + ", ".join(f"{k} {v}" for k, v in summary["images"].items()))
+    if not len(test_labels):
+        print("the run has no test part (too few groups): the known-image column is n/a; "
+              "on validation the rate is 5% by construction")
+    print(f"test accuracy {calibration['test_accuracy'] or float('nan'):.1%}; temperature "
+          f"{calibration['temperature']:.2f}; ECE on the known test split "
+          f"{calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after")
+    print(f"before: photographs' median top probability {np.median(photos_max):.2%} "
+          "(the model always answers a Pokemon)")
+    header = (f"{'score':<20}{'known test':>12}{'fifth class':>13}{'photographs':>13}"
+              f"{'AUROC fifth':>13}{'AUROC photos':>14}")
+    print("\ncalled unknown (threshold: 5% of validation images)\n" + header)
+    for score, row in table.items():
+        cells = [row["known test"], row["fifth class"], row["photographs"]]
+        aurocs = [row["AUROC fifth class"], row["AUROC photographs"]]
+        print(f"{score:<20}" + "".join(f"{'n/a' if v is None else f'{v:.1%}':>13}" for v in cells)
+              + "".join(f"{'n/a' if v is None else f'{v:.3f}':>13}" for v in aurocs))
+    print(f"\nresults in {results}")
+
+
+if __name__ == "__main__":
+    main()

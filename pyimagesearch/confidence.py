@@ -1,0 +1,210 @@
+"""Confidence that means something: temperature scaling and an `unknown` score.
+
+Both work on the network's penultimate features (the input of its last Dense
+layer), so one numpy path serves the Keras model, the LiteRT copy and the
+server alike: each backend returns features, and `Head.answer` turns them
+into calibrated probabilities plus an unknown score. No TensorFlow here.
+
+- Temperature scaling (Guo et al. 2017): one scalar T > 0 fitted on the
+  validation split by minimising the negative log-likelihood of
+  softmax(logits / T). T > 1 softens an over-confident model; the argmax,
+  hence accuracy, never changes.
+- Unknown score: the Mahalanobis distance (Lee et al. 2018) of an image's
+  features to the nearest class mean of the training images, with one
+  covariance shared by all classes and Ledoit-Wolf shrinkage (there are
+  fewer images than feature dimensions). bench/bench_unknown.py compares it
+  with softmax and energy scores; it is the one that flags photographs of
+  unrelated things. The threshold is the validation images' score at the
+  stated quantile (e.g. 95%: about 5% of known images called unknown).
+"""
+
+import io
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+MEMBER = "pokedex-confidence.npz"  # inside the .keras zip, beside pokedex.json
+FALSE_UNKNOWN_RATE = 0.05  # the share of known images the threshold lets be called unknown
+ECE_BINS = 15
+
+
+def softmax(logits, temperature=1.0):
+    """Row-wise softmax of logits / temperature, computed stably in float64."""
+    scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exponentials = np.exp(scaled)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(logits, labels, temperature):
+    scaled = np.asarray(logits, dtype=np.float64) / float(temperature)
+    top = scaled.max(axis=1, keepdims=True)
+    log_normaliser = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
+    return float(np.mean(log_normaliser - scaled[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits, labels):
+    """The T in [0.05, 20] minimising validation NLL (a bounded 1-D search over log T).
+
+    With no validation mistakes the NLL keeps falling as T -> 0: the fit
+    would only sharpen a model that has shown nothing to calibrate against,
+    so T stays 1 then.
+    """
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels, dtype=np.int64)
+    logits = np.asarray(logits, dtype=np.float64)
+    if len(labels) == 0 or np.all(logits.argmax(axis=1) == labels):
+        return 1.0
+    result = minimize_scalar(lambda log_t: negative_log_likelihood(logits, labels,
+                                                                   np.exp(log_t)),
+                             bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+                             options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def reliability_bins(probabilities, labels, bins=ECE_BINS):
+    """Per confidence bin: (low, high, count, mean confidence, accuracy), equal-width bins."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    rows = []
+    for i in range(bins):
+        members = index == i
+        count = int(members.sum())
+        rows.append({"low": float(edges[i]), "high": float(edges[i + 1]), "count": count,
+                     "confidence": float(confidence[members].mean()) if count else None,
+                     "accuracy": float(correct[members].mean()) if count else None})
+    return rows
+
+
+def expected_calibration_error(probabilities, labels, bins=ECE_BINS):
+    """ECE: the count-weighted mean |accuracy - confidence| over confidence bins (0 = perfect)."""
+    rows = reliability_bins(probabilities, labels, bins)
+    total = sum(row["count"] for row in rows)
+    if not total:
+        return 0.0
+    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"])
+                     for row in rows if row["count"]) / total)
+
+
+@dataclass
+class Mahalanobis:
+    """Distance to the nearest class mean under one shared (shrunk) covariance.
+
+    Stored whitened: with the precision P = W W^T, (f - m)^T P (f - m) is
+    |W^T f - W^T m|^2, so scoring is one matrix product.
+    """
+
+    whitening: np.ndarray  # (D, D): W^T, applied as features @ whitening.T
+    means: np.ndarray  # (C, D) whitened class means
+
+    @classmethod
+    def fit(cls, features, labels, num_classes):
+        from sklearn.covariance import LedoitWolf
+
+        features = np.asarray(features, dtype=np.float64)
+        labels = np.asarray(labels)
+        means = np.stack([features[labels == c].mean(axis=0) if np.any(labels == c)
+                          else features.mean(axis=0) for c in range(num_classes)])
+        centred = features - means[labels]
+        covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+        # Symmetric inverse square root: eigenvectors are exact for a symmetric matrix.
+        values, vectors = np.linalg.eigh(covariance)
+        values = np.maximum(values, values.max() * 1e-9)
+        whitening = (vectors / np.sqrt(values)) @ vectors.T  # (D, D), symmetric
+        return cls(whitening.astype(np.float32), (means @ whitening).astype(np.float32))
+
+    def distance(self, features):
+        """(N,) squared Mahalanobis distance to the nearest class mean."""
+        whitened = np.asarray(features, dtype=np.float32) @ self.whitening  # (N, D)
+        squared = ((whitened[:, None, :] - self.means[None, :, :]) ** 2).sum(axis=2)  # (N, C)
+        return squared.min(axis=1).astype(np.float64)
+
+
+@dataclass
+class Head:
+    """The last Dense layer plus calibration and the unknown rule, in numpy.
+
+    `answer(features)` -> (calibrated probabilities (N, C), unknown score (N,),
+    is_unknown (N,) bool). Built at the end of training; stored in the .keras
+    file as MEMBER.
+    """
+
+    kernel: np.ndarray  # (D, C) the last Dense layer's weights
+    bias: np.ndarray  # (C,)
+    temperature: float
+    mahalanobis: Mahalanobis
+    threshold: float  # unknown when the score is above it
+    false_unknown_rate: float = FALSE_UNKNOWN_RATE
+
+    def logits(self, features):
+        return np.asarray(features, dtype=np.float64) @ self.kernel + self.bias
+
+    def probabilities(self, features, calibrated=True):
+        return softmax(self.logits(features), self.temperature if calibrated else 1.0)
+
+    def answer(self, features):
+        score = self.mahalanobis.distance(features)
+        return self.probabilities(features), score, score > self.threshold
+
+    @classmethod
+    def fit(cls, kernel, bias, train_features, train_labels, val_features, val_labels,
+            false_unknown_rate=FALSE_UNKNOWN_RATE):
+        kernel = np.asarray(kernel, dtype=np.float64)
+        bias = np.asarray(bias, dtype=np.float64)
+        logits = np.asarray(val_features, dtype=np.float64) @ kernel + bias
+        temperature = fit_temperature(logits, val_labels)
+        mahalanobis = Mahalanobis.fit(train_features, train_labels, kernel.shape[1])
+        threshold = unknown_threshold(mahalanobis.distance(val_features), false_unknown_rate)
+        return cls(kernel, bias, temperature, mahalanobis, threshold, false_unknown_rate)
+
+    def to_bytes(self):
+        buffer = io.BytesIO()
+        np.savez(buffer, kernel=self.kernel.astype(np.float32), bias=self.bias.astype(np.float32),
+                 temperature=self.temperature, whitening=self.mahalanobis.whitening,
+                 means=self.mahalanobis.means, threshold=self.threshold,
+                 false_unknown_rate=self.false_unknown_rate)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data):
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(arrays["kernel"].astype(np.float64), arrays["bias"].astype(np.float64),
+                       float(arrays["temperature"]),
+                       Mahalanobis(arrays["whitening"], arrays["means"]),
+                       float(arrays["threshold"]), float(arrays["false_unknown_rate"]))
+
+    def summary(self):
+        """The JSON-able part for the model's description (the matrices stay in the npz)."""
+        return {"temperature": round(self.temperature, 4),
+                "unknown_score": "mahalanobis",
+                "unknown_threshold": round(self.threshold, 4),
+                "false_unknown_rate": self.false_unknown_rate}
+
+
+def unknown_threshold(validation_scores, false_unknown_rate=FALSE_UNKNOWN_RATE):
+    """The score above which an image is unknown: the validation scores' (1 - rate) quantile."""
+    scores = np.asarray(validation_scores, dtype=np.float64)
+    if not len(scores):
+        return float("inf")
+    return float(np.quantile(scores, 1.0 - false_unknown_rate, method="higher"))
+
+
+def embed_head(model_path, head):
+    """Add the head to the .keras zip at `model_path` (in place, before its atomic rename)."""
+    with zipfile.ZipFile(model_path, "a") as archive:
+        archive.writestr(MEMBER, head.to_bytes())
+
+
+def read_head(model_path):
+    """The Head stored in a .keras file, or None (an older model, HDF5, or a damaged zip)."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            return Head.from_bytes(archive.read(MEMBER))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
