@@ -209,6 +209,32 @@ def test_transfer_loads_backbone_weights_from_a_file(tmp_path):
                        weights=str(tmp_path / "missing.h5"))
 
 
+def test_imagenet_weights_that_cannot_be_downloaded_are_one_oserror(monkeypatch):
+    def offline(**arguments):
+        assert arguments["weights"] == "imagenet" and not arguments["include_top"]
+        raise Exception("URL fetch failure on https://...: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV3Small", offline)
+    with pytest.raises(OSError, match="could not get MobileNetV3Small's ImageNet weights "
+                                      ".URL fetch failure.*pass weights=<path"):
+        networks.build("transfer", image_size=32, channels=3, num_classes=2, weights="imagenet")
+
+
+def test_a_network_loads_its_own_weights_file(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = networks.build("cifar-small", image_size=8, channels=3, num_classes=2)
+    path = tmp_path / "cifar small.weights.h5"
+    model.save_weights(path)
+    keras.utils.set_random_seed(4)
+    again = networks.build("cifar-small", image_size=8, channels=3, num_classes=2,
+                           weights=str(path))
+    for expected, actual in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(actual, expected)
+    with pytest.raises(ValueError, match="cifar-small has no pretrained weights"):
+        networks.build("cifar-small", image_size=8, channels=3, num_classes=2,
+                       weights=str(tmp_path / "missing.weights.h5"))
+
+
 def test_transfer_freezes_the_backbone_then_fine_tunes_with_batch_norm_frozen():
     keras.utils.set_random_seed(2)
     model = networks.build("transfer", image_size=32, channels=1, num_classes=NUM_CLASSES)

@@ -40,10 +40,17 @@ def build(*, image_size, channels, num_classes, weights=None):
     if not (weights is None or weights == "imagenet" or os.path.isfile(weights)):
         raise ValueError(f"weights must be None, 'imagenet' or the path of a weights file "
                          f"(got {weights!r}, which is no file)")
-    backbone = keras.applications.MobileNetV3Small(
-        input_shape=(image_size, image_size, 3), include_top=False, pooling="avg",
-        weights="imagenet" if weights == "imagenet" else None,
-        include_preprocessing=True, name=BACKBONE)  # takes 0-255 pixels
+    try:
+        backbone = keras.applications.MobileNetV3Small(
+            input_shape=(image_size, image_size, 3), include_top=False, pooling="avg",
+            weights="imagenet" if weights == "imagenet" else None,
+            include_preprocessing=True, name=BACKBONE)  # takes 0-255 pixels
+    except Exception as error:  # keras' download raises a bare Exception
+        if weights != "imagenet":
+            raise
+        raise OSError(f"could not get MobileNetV3Small's ImageNet weights ({error}); Keras "
+                      f"downloads them once into ~/.keras/models/, or pass weights=<path of "
+                      f"a backbone weights file>") from None
     if weights not in (None, "imagenet"):
         backbone.load_weights(weights)
     inputs = image_input(image_size)
