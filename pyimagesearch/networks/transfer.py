@@ -45,6 +45,8 @@ def build(*, image_size, channels, num_classes, weights=None):
             input_shape=(image_size, image_size, 3), include_top=False, pooling="avg",
             weights="imagenet" if weights == "imagenet" else None,
             include_preprocessing=True, name=BACKBONE)  # takes 0-255 pixels
+    except ValueError:
+        raise
     except Exception as error:  # keras' download raises a bare Exception
         if weights != "imagenet":
             raise
