@@ -193,4 +193,5 @@ def evaluation_page(model_path, dataset, counts, skipped, results, usage, comman
         "results": results, "usage": usage, "settings": {"model": model_path,
                                                         "dataset": dataset},
         "versions": versions, "skipped": skipped, "command": command, "training_seconds": None,
+        "calibration": None,
     })

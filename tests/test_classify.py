@@ -122,7 +122,7 @@ def test_json_prints_one_object_per_image(classify, tmp_path):
                                             "photos/nested/blue three.png"]
     first = results[0]
     assert set(first) == {"path", "label", "probability", "labels", "probabilities",
-                          "true_label", "correct", "output"}
+                          "true_label", "correct", "output", "unknown_reason"}
     assert first["label"] == first["true_label"] == "green" and first["correct"] is True
     assert first["probabilities"][0] > 0.99 and len(first["labels"]) == 2
     assert "classified 3 image(s)" in err and "top-2 accuracy 100.00%" in err
@@ -133,7 +133,7 @@ def test_min_confidence_answers_unknown(classify, tmp_path):
     make_image(tmp_path / "in" / "plain red.png", color=RED)
     code, out, _ = classify("-i", "in", "--min-confidence", "0.5")
     assert code == 0
-    assert re.search(r"^in/gray red\.png: unknown \(best guess \w+: 33\.33%\)$", out, re.M)
+    assert re.search(r"^in/gray red\.png: unknown \(best guess \w+: 33\.33%; below --min-confidence\)$", out, re.M)
     assert re.search(r"^in/plain red\.png: red: 99\.\d\d% \(correct\)$", out, re.M)
     assert "accuracy 50.00% (1 of 2 named after a class); 1 unknown" in out
     code, out, _ = classify("-i", tmp_path / "in" / "gray red.png", "--min-confidence", "0.5",

@@ -23,7 +23,7 @@ from pyimagesearch.server import Settings, create_app
 from pyimagesearch.server.batching import BatchingPredictor, QueueFullError
 
 ANSWER_FIELDS = {"path", "label", "probability", "labels", "probabilities", "true_label",
-                 "correct"}  # classify.py --json's, less its "output"
+                 "correct", "unknown_reason"}  # classify.py --json's, less its "output"
 
 
 @pytest.fixture(scope="module")
@@ -307,9 +307,9 @@ def test_full_queue_is_503_with_retry_after(trained):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def predict_arrays(self, images, batch_size=32):
+        def answer_arrays(self, images, batch_size=32):
             gate.wait(10)
-            return real.predict_arrays(images, batch_size)
+            return real.answer_arrays(images, batch_size)
 
     settings = Settings(*trained, max_batch=1, batch_wait_ms=0, max_queue=1)
     with TestClient(create_app(settings, classifier=Slow())) as busy:

@@ -8,6 +8,7 @@ pytest.importorskip("tensorflow")
 
 from conftest import training_settings  # noqa: E402
 from pyimagesearch import pipeline, training  # noqa: E402
+from pyimagesearch.imageio import load_image  # noqa: E402
 from pyimagesearch.inference import Classifier  # noqa: E402
 
 
@@ -47,6 +48,39 @@ def test_two_classes_learn_and_classify(two_classes):
     fast = Classifier(settings["model"], settings["labelbin"])
     assert fast.backend == "litert" and fast.class_names == ["dark", "light"]
     np.testing.assert_allclose(fast.predict(images), probabilities, atol=1e-4)
+
+
+def test_the_confidence_head_is_stored_and_both_backends_answer_unknown_alike(two_classes):
+    import json
+
+    settings = settings_for(two_classes, test_split=0.25)
+    training.train(settings, log=lambda message: None)
+    keras_classifier = Classifier(settings["model"], settings["labelbin"], backend="keras")
+    fast = Classifier(settings["model"], settings["labelbin"])
+    assert keras_classifier.head is not None and fast.head is not None and fast.backend == "litert"
+    size = fast.image_size
+    known = np.stack([load_image(two_classes / "data" / name / f"{i}.png", size)
+                      for name in ("dark", "light") for i in range(8)])
+    rng = np.random.default_rng(5)
+    strange = np.stack([np.full((size, size, 3), color, np.uint8) for color in
+                        ((255, 0, 0), (0, 255, 0), (0, 0, 255))] +
+                       [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(3)])
+    images = np.concatenate([known, strange])
+    keras_answer, fast_answer = keras_classifier.answer_arrays(images), fast.answer_arrays(images)
+    np.testing.assert_allclose(fast_answer[0], keras_answer[0], atol=1e-4)
+    assert np.array_equal(fast_answer[1], keras_answer[1])
+    assert keras_answer[1][:16].mean() <= 0.25  # training images: mostly known
+    assert keras_answer[1][16:].all()  # saturated colours and noise: never seen, unknown
+    # The figures are recorded: description, metrics.json, and the run page's section.
+    with open(settings["model"] + ".metrics.json") as handle:
+        metrics = json.load(handle)
+    calibration = metrics["calibration"]
+    assert calibration["part"] == "test" and calibration["temperature"] > 0
+    assert 0 <= calibration["ece_after"] <= 1 and len(calibration["bins_after"]) == 15
+    assert sum(row["count"] for row in calibration["bins_after"]) == metrics["num_images"]
+    with open(settings["model"] + ".report.html") as handle:
+        page = handle.read()
+    assert 'id="calibration"' in page and "reliability diagram" in page
 
 
 def test_failed_save_leaves_previous_outputs_intact(two_classes, monkeypatch):
