@@ -18,9 +18,11 @@ validation split so that 5% of validation images are called unknown:
                         --min-confidence does today)
     softmax-calibrated  the same after temperature scaling fitted on validation
     energy              -logsumexp(logits) (Liu et al. 2020)
-    mahalanobis         squared distance of the penultimate features to the
-                        nearest class mean, shared Ledoit-Wolf covariance
-                        (Lee et al. 2018): what the model stores and classify uses
+    mahalanobis-penultimate  squared distance of the penultimate features (the
+                        last Dense layer's input) to the nearest class mean,
+                        shared Ledoit-Wolf covariance (Lee et al. 2018)
+    mahalanobis         the same on the last conv feature map averaged over
+                        space: what train.py stores and classify.py uses
 
 Printed: the share called unknown per kind of image and the AUROC of known
 test vs each unknown kind (1.0 = perfectly separated, 0.5 = chance); expected
@@ -41,7 +43,7 @@ import numpy as np
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 sys.path.insert(0, REPO)
-SCORES = ("softmax", "softmax-calibrated", "energy", "mahalanobis", "mahalanobis-conv")
+SCORES = ("softmax", "softmax-calibrated", "energy", "mahalanobis-penultimate", "mahalanobis")
 
 
 def known_folder(dataset, unknown_class, folder):
@@ -68,32 +70,18 @@ def train(folder, model_path, extra, log_path):
     return time.time() - started
 
 
-def conv_features(model):
-    """Exploratory: the last conv block's output averaged over space (the Flatten's input)."""
-    import keras
-
-    flatten = next(layer for layer in reversed(model.layers)
-                   if isinstance(layer, keras.layers.Flatten))
-    pooled = keras.layers.GlobalAveragePooling2D()(flatten.input)
-    sub = keras.Model(model.inputs, pooled)
-    return lambda images: np.concatenate(
-        [np.zeros((0, pooled.shape[-1]), dtype=np.float32)] + [np.asarray(sub.predict_on_batch(np.asarray(images[i:i + 64], dtype=np.float32)))
-         for i in range(0, len(images), 64)])
-
-
-def all_scores(head, features, conv=None):
-    """{score name: (N,) scores}, higher = more likely unknown."""
+def all_scores(head, features, penultimate_distance):
+    """{score name: (N,) scores}, higher = more likely unknown. features: (penultimate, distance)."""
     from pyimagesearch import confidence
 
-    logits = head.logits(features)
+    logits = head.logits(features[0])
+    top = logits.max(axis=1, keepdims=True)
     return {
-        "mahalanobis-conv": conv[0].distance(conv[1]),
         "softmax": 1.0 - confidence.softmax(logits).max(axis=1),
         "softmax-calibrated": 1.0 - confidence.softmax(logits, head.temperature).max(axis=1),
-        "energy": -(logits.max(axis=1) + np.log(np.exp(logits - logits.max(axis=1,
-                                                                           keepdims=True))
-                                                .sum(axis=1))),
-        "mahalanobis": head.mahalanobis.distance(features),
+        "energy": -(top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))),
+        "mahalanobis-penultimate": penultimate_distance.distance(features[0]),
+        "mahalanobis": head.mahalanobis.distance(features[1]),
     }
 
 
@@ -135,7 +123,6 @@ def main():
                                  test_split=settings["test_split"], seed=settings["seed"],
                                  log=lambda line: None)
     read = dataset.row_reader(data.images)
-    conv = conv_features(model)
     images = {name: (read(np.asarray(rows)), data.labels[np.asarray(rows)])
               for name, rows in (("train", split.train), ("val", split.val),
                                  ("test", split.test))}
@@ -147,17 +134,19 @@ def main():
                              None)
     images["photographs"] = (folder_images(os.path.join(REPO, args.photos)), None)
     features_of = {name: extract(pixels) for name, (pixels, _) in images.items()}
-    conv_of = {name: conv(pixels) for name, (pixels, _) in images.items()}
-    parts = {name: (features_of[name], images[name][1]) for name in ("train", "val", "test")}
-    unknown = {name: features_of[name] for name in ("fifth class", "photographs")}
-    head = confidence.Head.fit(extract.kernel, extract.bias, *parts["train"], *parts["val"])
-    conv_distance = confidence.Mahalanobis.fit(conv_of["train"], parts["train"][1],
-                                               len(data.class_names))
+    labels = {name: images[name][1] for name in ("train", "val", "test")}
+    parts = {name: (features_of[name][0], labels[name]) for name in ("train", "val", "test")}
+    unknown = {name: features_of[name][0] for name in ("fifth class", "photographs")}
+    # The product's head: the same fit train.py runs at the end of training.
+    head = confidence.Head.fit(extract.kernel, extract.bias, features_of["train"], labels["train"],
+                               features_of["val"], labels["val"])
+    penultimate_distance = confidence.Mahalanobis.fit(features_of["train"][0], labels["train"],
+                                                      len(data.class_names))
 
     from sklearn.metrics import roc_auc_score
 
     def scores(name):
-        return all_scores(head, features_of[name], (conv_distance, conv_of[name]))
+        return all_scores(head, features_of[name], penultimate_distance)
 
     validation, known_test = scores("val"), scores("test")
     others = {name: scores(name) for name in unknown}
@@ -206,13 +195,13 @@ def main():
           f"{calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after")
     print(f"before: photographs' median top probability {np.median(photos_max):.2%} "
           "(the model always answers a Pokemon)")
-    header = (f"{'score':<20}{'known test':>12}{'fifth class':>13}{'photographs':>13}"
+    header = (f"{'score':<24}{'known test':>12}{'fifth class':>13}{'photographs':>13}"
               f"{'AUROC fifth':>13}{'AUROC photos':>14}")
     print("\ncalled unknown (threshold: 5% of validation images)\n" + header)
     for score, row in table.items():
         cells = [row["known test"], row["fifth class"], row["photographs"]]
         aurocs = [row["AUROC fifth class"], row["AUROC photographs"]]
-        print(f"{score:<20}" + "".join(f"{'n/a' if v is None else f'{v:.1%}':>13}" for v in cells)
+        print(f"{score:<24}" + "".join(f"{'n/a' if v is None else f'{v:.1%}':>13}" for v in cells)
               + "".join(f"{'n/a' if v is None else f'{v:.3f}':>13}" for v in aurocs))
     print(f"\nresults in {results}")
 

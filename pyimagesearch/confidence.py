@@ -10,16 +10,16 @@ into calibrated probabilities plus an unknown score. No TensorFlow here.
   softmax(logits / T). T > 1 softens an over-confident model; the argmax,
   hence accuracy, never changes.
 - Unknown score: the Mahalanobis distance (Lee et al. 2018) of an image's
-  features to the nearest class mean of the training images, with one
-  covariance shared by all classes and Ledoit-Wolf shrinkage (there are
-  fewer images than feature dimensions). bench/bench_unknown.py compares it
-  with softmax and energy scores; it is the one that flags photographs of
-  unrelated things. The threshold is the validation images' score at the
-  stated quantile (e.g. 95%: about 5% of known images called unknown).
+  distance features (features.py: the last conv feature map, pooled) to the
+  nearest class mean of the training images, with one covariance shared by
+  all classes and Ledoit-Wolf shrinkage (there may be fewer images than
+  feature dimensions). bench/bench_unknown.py compares it with softmax and
+  energy scores; it is the one that flags photographs of unrelated things.
+  The threshold is the validation images' score at the stated quantile
+  (95%: about 5% of known images called unknown).
 """
 
 import io
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,9 +130,10 @@ class Mahalanobis:
 class Head:
     """The last Dense layer plus calibration and the unknown rule, in numpy.
 
-    `answer(features)` -> (calibrated probabilities (N, C), unknown score (N,),
-    is_unknown (N,) bool). Built at the end of training; stored in the .keras
-    file as MEMBER.
+    `answer(penultimate, distance)` -> (calibrated probabilities (N, C),
+    unknown score (N,), is_unknown (N,) bool); the two feature kinds are
+    features.py's. Built at the end of training; stored in the .keras file
+    as MEMBER.
     """
 
     kernel: np.ndarray  # (D, C) the last Dense layer's weights
@@ -148,19 +149,25 @@ class Head:
     def probabilities(self, features, calibrated=True):
         return softmax(self.logits(features), self.temperature if calibrated else 1.0)
 
-    def answer(self, features):
-        score = self.mahalanobis.distance(features)
-        return self.probabilities(features), score, score > self.threshold
+    def answer(self, penultimate, distance):
+        score = self.mahalanobis.distance(distance)
+        return self.probabilities(penultimate), score, score > self.threshold
+
+    @property
+    def feature_sizes(self):
+        """(D, K): the penultimate and distance feature sizes it expects."""
+        return self.kernel.shape[0], self.mahalanobis.whitening.shape[0]
 
     @classmethod
-    def fit(cls, kernel, bias, train_features, train_labels, val_features, val_labels,
+    def fit(cls, kernel, bias, train, train_labels, val, val_labels,
             false_unknown_rate=FALSE_UNKNOWN_RATE):
+        """`train`, `val`: (penultimate, distance) feature pairs (features.FeatureExtractor)."""
         kernel = np.asarray(kernel, dtype=np.float64)
         bias = np.asarray(bias, dtype=np.float64)
-        logits = np.asarray(val_features, dtype=np.float64) @ kernel + bias
+        logits = np.asarray(val[0], dtype=np.float64) @ kernel + bias
         temperature = fit_temperature(logits, val_labels)
-        mahalanobis = Mahalanobis.fit(train_features, train_labels, kernel.shape[1])
-        threshold = unknown_threshold(mahalanobis.distance(val_features), false_unknown_rate)
+        mahalanobis = Mahalanobis.fit(train[1], train_labels, kernel.shape[1])
+        threshold = unknown_threshold(mahalanobis.distance(val[1]), false_unknown_rate)
         return cls(kernel, bias, temperature, mahalanobis, threshold, false_unknown_rate)
 
     def to_bytes(self):
@@ -197,12 +204,16 @@ def unknown_threshold(validation_scores, false_unknown_rate=FALSE_UNKNOWN_RATE):
 
 def embed_head(model_path, head):
     """Add the head to the .keras zip at `model_path` (in place, before its atomic rename)."""
+    import zipfile
+
     with zipfile.ZipFile(model_path, "a") as archive:
         archive.writestr(MEMBER, head.to_bytes())
 
 
 def read_head(model_path):
     """The Head stored in a .keras file, or None (an older model, HDF5, or a damaged zip)."""
+    import zipfile  # here, not at the top: classify.py's fast start imports this module
+
     try:
         with zipfile.ZipFile(model_path) as archive:
             return Head.from_bytes(archive.read(MEMBER))

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from pyimagesearch import persistence
+from pyimagesearch import confidence, persistence
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -65,7 +65,8 @@ class Classifier:
         if fast is not None and _start_litert(self, fast, num_images, log):
             self._choose_input(fast["metadata"], None, channel_order, input_scale, model_path,
                                log)
-            self.head = _usable_head(model_path, self.runner.feature_size, len(self.class_names))
+            self.head = _matching_head(confidence.read_head(model_path), self.runner.feature_sizes,
+                                       len(self.class_names))
             return
         from pyimagesearch.cli import import_tensorflow_quietly
 
@@ -89,11 +90,14 @@ class Classifier:
 
         self._choose_input(description, _has_rescaling(self.model, keras), channel_order,
                            input_scale, model_path, log)
-        self.head = _usable_head(model_path, _feature_size(self.model), len(self.class_names))
-        if self.head is not None:
+        head = confidence.read_head(model_path)
+        if head is not None:
             from pyimagesearch.features import feature_model
 
-            self._feature_model = feature_model(self.model)  # -> [probabilities, features]
+            self._feature_model = feature_model(self.model)  # [probabilities, features...]
+            self.head = _matching_head(head, tuple(int(output.shape[-1]) for output in
+                                                   self._feature_model.outputs[1:]),
+                                       len(self.class_names))
 
     def _choose_input(self, description, rescales, channel_order, input_scale, model_path, log):
         """Set channel_order and input_scale from the flags, else the description.
@@ -151,11 +155,13 @@ class Classifier:
             else:
                 inputs = batch.astype(np.float32) * np.float32(self.input_scale)
                 if self.head is not None:
-                    features = np.asarray(self._feature_model.predict_on_batch(inputs)[1])
+                    features = self._feature_model.predict_on_batch(inputs)[1:]
                 else:
                     raw = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
             if features is not None:
-                raw, _, is_unknown = self.head.answer(features)
+                from pyimagesearch.features import split_outputs
+
+                raw, _, is_unknown = self.head.answer(*split_outputs(features))
                 unknown.append(is_unknown)
             probabilities.append(raw)
         return np.concatenate(probabilities), \
@@ -307,23 +313,17 @@ def _start_litert(classifier, fast, num_images, log):
     return True
 
 
-def _feature_size(model):
-    from pyimagesearch.features import last_dense
+def _matching_head(head, output_sizes, num_classes):
+    """`head` if the backend's feature outputs have its sizes, else None.
 
-    try:
-        return int(last_dense(model).kernel.shape[0])
-    except ValueError:  # no Dense layer: not a model a head could belong to
+    output_sizes: the sizes of the outputs after the probabilities (penultimate,
+    then the pooled feature map where the network has one).
+    """
+    if head is None or head.kernel.shape[1] != num_classes or not output_sizes:
         return None
-
-
-def _usable_head(model_path, feature_size, num_classes):
-    """The model's confidence head if the backend gives features of its size, else None."""
-    from pyimagesearch import confidence
-
-    head = confidence.read_head(model_path)
-    if head is None or feature_size is None or head.kernel.shape != (feature_size, num_classes):
-        return None
-    return head
+    penultimate = output_sizes[0]
+    distance = output_sizes[1] if len(output_sizes) > 1 else penultimate
+    return head if head.feature_sizes == (penultimate, distance) else None
 
 
 def _has_rescaling(model, keras):

@@ -224,13 +224,12 @@ class LiteRTClassifier:
                                            **options)
             self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
-        # train.py's copy has two outputs, [probabilities, features] (features.py);
-        # the flatbuffer lists tensors in its own order, so take them by the
-        # signature's output names (output_0, output_1, ...: the model's order).
+        # train.py's copy also outputs features after the probabilities
+        # (features.feature_model); the flatbuffer lists tensors in its own
+        # order, so take them by the signature's names (output_0, output_1, ...).
         outputs = _outputs_in_model_order(self.interpreter)
-        self._output = outputs[0]
-        self._features = outputs[1] if len(outputs) > 1 else None
-        self.feature_size = None if self._features is None else int(self._features["shape"][-1])
+        self._output, self._features = outputs[0], outputs[1:]
+        self.feature_sizes = tuple(int(output["shape"][-1]) for output in self._features)
         shape = tuple(int(d) for d in self._input["shape"])  # (1, S, S, 3)
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ValueError(f"{path}: expected a square RGB image model, input is {shape}")
@@ -246,7 +245,7 @@ class LiteRTClassifier:
         return self.run(images, scale)[0]
 
     def run(self, images, scale=1.0):
-        """(probabilities (N, C) float64, features (N, D) float32 or None without that output)."""
+        """(probabilities (N, C) float64, [the other outputs, e.g. features, float32])."""
         images = np.asarray(images)
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected or images.dtype != np.uint8:
@@ -265,9 +264,9 @@ class LiteRTClassifier:
         if self._output["dtype"] != np.float32:  # an integer output: back to probabilities
             output_scale, zero_point = self._output["quantization"]
             outputs = (outputs - zero_point) * output_scale
-        features = None if self._features is None else \
-            np.array(self.interpreter.get_tensor(self._features["index"]), dtype=np.float32)
-        return outputs, features
+        extras = [np.array(self.interpreter.get_tensor(output["index"]), dtype=np.float32)
+                  for output in self._features]
+        return outputs, extras
 
 
 def _outputs_in_model_order(interpreter):

@@ -152,7 +152,7 @@ class Run:
     checkpoint: object = None  # callbacks.EpochCheckpoint, set by fit()
     tensorboard: object = None  # tensorboard_logs.TensorBoardLogger with --tensorboard
     head: object = None  # confidence.Head, set by fit_confidence()
-    features: object = None  # rows -> penultimate features (N, D), set by fit_confidence()
+    features: object = None  # rows -> (penultimate, distance) features, set by fit_confidence()
     calibration: dict = None  # ECE before/after and reliability bins on the held-out part
     started: float = 0.0  # time.monotonic() when train() began
 
@@ -292,7 +292,7 @@ def start_tensorboard(run, data, settings):
 
 
 def fit_confidence(run, data, settings, log):
-    """Fit the confidence head (confidence.Head) on the kept epoch's penultimate features.
+    """Fit the confidence head (confidence.Head) on the kept epoch's features (features.py).
 
     Temperature and the unknown threshold come from the validation split; the
     class means and shared covariance from the (un-augmented) training split.
@@ -312,11 +312,13 @@ def fit_confidence(run, data, settings, log):
 
 
 def features_of(extract, data, rows, batch):
-    """Penultimate features (len(rows), D) of rows of the image cache, a batch at a time."""
+    """(penultimate, distance) features (features.py) of rows of the image cache, a batch at a time."""
     read = dataset_lib.row_reader(data.folder.images)
     rows = np.asarray(rows)
-    return np.concatenate([np.zeros((0, extract.kernel.shape[0]), np.float32)] + [
-        extract(read(rows[start:start + batch])) for start in range(0, len(rows), batch)])
+    parts = [extract(read(rows[start:start + batch])) for start in range(0, len(rows), batch)]
+    if not parts:
+        return extract(np.zeros((0, *data.folder.images.shape[1:]), np.uint8))
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(2))
 
 
 def evaluate_test(run, data, settings, log):
@@ -335,8 +337,8 @@ def held_out_probabilities(run, data, rows, part):
 
     features = run.features(rows)
     labels = data.labels[np.asarray(rows)]
-    before = run.head.probabilities(features, calibrated=False)
-    after = run.head.probabilities(features)
+    before = run.head.probabilities(features[0], calibrated=False)
+    after = run.head.probabilities(features[0])
     run.calibration = {
         "part": part, "temperature": run.head.temperature,
         "ece_before": confidence.expected_calibration_error(before, labels),
@@ -345,7 +347,7 @@ def held_out_probabilities(run, data, rows, part):
         "bins_after": confidence.reliability_bins(after, labels),
         "unknown_threshold": run.head.threshold,
         "false_unknown_rate_target": run.head.false_unknown_rate,
-        "called_unknown": float(np.mean(run.head.answer(features)[2])) if len(rows) else 0.0,
+        "called_unknown": float(np.mean(run.head.answer(*features)[2])) if len(rows) else 0.0,
     }
     return after
 
@@ -472,8 +474,9 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
         essentials = {key: description[key] for key in (
             "format", "run_id", "class_names", "image_size", "channel_order", "input_scale",
             "labelbin_sha256")}
-        essentials["outputs"] = ["probabilities (uncalibrated)", "features"]
-        # Two outputs, [probabilities, features]: the features let classify.py apply
+        essentials["outputs"] = ["probabilities (uncalibrated)", "penultimate features",
+                                 "pooled feature map (conv networks)"]
+        # Probabilities, then features: the features let classify.py apply
         # the model's confidence head (temperature, unknown) without TensorFlow.
         export_tflite(feature_model(run.model), temporary(tflite_path, ".tflite"),
                       metadata=essentials)

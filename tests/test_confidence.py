@@ -79,9 +79,9 @@ def test_head_answers_calibrated_probabilities_and_unknown_and_survives_the_zip(
     train, train_labels = three_clusters(rng, 100, dimensions=8)
     validation, validation_labels = three_clusters(rng, 100, dimensions=8, spread=4.0)
     kernel = np.eye(8, 3)  # logits = the first three feature values
-    head = confidence.Head.fit(kernel, np.zeros(3), train, train_labels, validation,
-                               validation_labels)
-    probabilities, score, unknown = head.answer(validation[:5])
+    head = confidence.Head.fit(kernel, np.zeros(3), (train, train), train_labels,
+                               (validation, validation), validation_labels)
+    probabilities, score, unknown = head.answer(validation[:5], validation[:5])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
     assert head.temperature != 1.0 and score.shape == unknown.shape == (5,)
 
@@ -90,7 +90,8 @@ def test_head_answers_calibrated_probabilities_and_unknown_and_survives_the_zip(
         archive.writestr("config.json", "{}")
     confidence.embed_head(model, head)
     loaded = confidence.read_head(model)
-    np.testing.assert_allclose(loaded.answer(validation[:5])[0], probabilities, atol=1e-6)
+    np.testing.assert_allclose(loaded.answer(validation[:5], validation[:5])[0], probabilities,
+                               atol=1e-6)
     assert loaded.threshold == pytest.approx(head.threshold)
     assert confidence.read_head(tmp_path / "missing.keras") is None
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
