@@ -142,6 +142,9 @@ class Head:
     mahalanobis: Mahalanobis
     threshold: float  # unknown when the score is above it
     false_unknown_rate: float = FALSE_UNKNOWN_RATE
+    # The validation split as drift.compare_folder's reference: its mean unknown
+    # score and the share of it predicted as each class.
+    validation: dict = None
 
     def logits(self, features):
         return np.asarray(features, dtype=np.float64) @ self.kernel + self.bias
@@ -167,15 +170,22 @@ class Head:
         logits = np.asarray(val[0], dtype=np.float64) @ kernel + bias
         temperature = fit_temperature(logits, val_labels)
         mahalanobis = Mahalanobis.fit(train[1], train_labels, kernel.shape[1])
-        threshold = unknown_threshold(mahalanobis.distance(val[1]), false_unknown_rate)
-        return cls(kernel, bias, temperature, mahalanobis, threshold, false_unknown_rate)
+        val_scores = mahalanobis.distance(val[1])
+        threshold = unknown_threshold(val_scores, false_unknown_rate)
+        mix = np.bincount(logits.argmax(axis=1), minlength=kernel.shape[1]) / max(len(logits), 1)
+        validation = {"mean_score": float(val_scores.mean()) if len(val_scores) else 0.0,
+                      "prediction_mix": mix.tolist()}
+        return cls(kernel, bias, temperature, mahalanobis, threshold, false_unknown_rate,
+                   validation)
 
     def to_bytes(self):
         buffer = io.BytesIO()
         np.savez(buffer, kernel=self.kernel.astype(np.float32), bias=self.bias.astype(np.float32),
                  temperature=self.temperature, whitening=self.mahalanobis.whitening,
                  means=self.mahalanobis.means, threshold=self.threshold,
-                 false_unknown_rate=self.false_unknown_rate)
+                 false_unknown_rate=self.false_unknown_rate,
+                 val_mean_score=self.validation["mean_score"],
+                 val_prediction_mix=np.asarray(self.validation["prediction_mix"]))
         return buffer.getvalue()
 
     @classmethod
@@ -184,7 +194,9 @@ class Head:
             return cls(arrays["kernel"].astype(np.float64), arrays["bias"].astype(np.float64),
                        float(arrays["temperature"]),
                        Mahalanobis(arrays["whitening"], arrays["means"]),
-                       float(arrays["threshold"]), float(arrays["false_unknown_rate"]))
+                       float(arrays["threshold"]), float(arrays["false_unknown_rate"]),
+                       {"mean_score": float(arrays["val_mean_score"]),
+                        "prediction_mix": arrays["val_prediction_mix"].tolist()})
 
     def summary(self):
         """The JSON-able part for the model's description (the matrices stay in the npz)."""

@@ -60,6 +60,7 @@ class Classifier:
             self._choose_input(metadata, None, channel_order, input_scale, model_path, log)
             return
         description = model_description(model_path)
+        _warn_if_data_moved(description, log)
         fast = _matching_litert(model_path, labelbin_path, description, log) \
             if backend != "keras" else None
         if fast is not None and _start_litert(self, fast, num_images, log):
@@ -142,9 +143,13 @@ class Classifier:
         """
         return self.answer_arrays(images, batch_size)[0]
 
-    def answer_arrays(self, images, batch_size=32):
-        """(probabilities (N, C), unknown (N,) bool or None without a head) for uint8 RGB images."""
+    def answer_arrays(self, images, batch_size=32, scores=False):
+        """(probabilities (N, C), unknown (N,) bool or None without a head) for uint8 RGB images.
+
+        scores=True adds a third item, the unknown scores (N,) (None without a head).
+        """
         probabilities, unknown = [np.zeros((0, len(self.class_names)))], [np.zeros(0, bool)]
+        distances = [np.zeros(0)]
         for start in range(0, len(images), batch_size):
             batch = self._in_channel_order(images[start:start + batch_size])
             features = None
@@ -161,11 +166,13 @@ class Classifier:
             if features is not None:
                 from pyimagesearch.features import split_outputs
 
-                raw, _, is_unknown = self.head.answer(*split_outputs(features))
+                raw, score, is_unknown = self.head.answer(*split_outputs(features))
                 unknown.append(is_unknown)
+                distances.append(score)
             probabilities.append(raw)
-        return np.concatenate(probabilities), \
-            (np.concatenate(unknown) if self.head is not None else None)
+        head = self.head is not None
+        answers = (np.concatenate(probabilities), np.concatenate(unknown) if head else None)
+        return answers + ((np.concatenate(distances) if head else None,) if scores else ())
 
     def model_inputs(self, images):
         """uint8 RGB images (N, S, S, 3) as the Keras model takes them (visualize.py, Grad-CAM)."""
@@ -311,6 +318,17 @@ def _start_litert(classifier, fast, num_images, log):
     classifier.backend, classifier.class_names = "litert", class_names
     classifier.runner, classifier.image_size = runner, runner.image_size
     return True
+
+
+def _warn_if_data_moved(description, log):
+    """One line when the training folder recorded in the description changed since training."""
+    recorded = (description or {}).get("data_fingerprint")
+    if recorded:
+        from pyimagesearch import drift
+
+        line = drift.dataset_changes(recorded)
+        if line:
+            log(line)
 
 
 def _matching_head(head, output_sizes, num_classes):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyimagesearch import dataset as dataset_lib
-from pyimagesearch import interrupts, locking, persistence
+from pyimagesearch import drift, interrupts, locking, persistence
 from pyimagesearch.cli import import_tensorflow_quietly
 from pyimagesearch.litert import export_tflite
 from pyimagesearch.plots import plot_history
@@ -414,6 +414,10 @@ def describe(run, data, settings, labelbin_bytes):
                   "removed_since_split": int(run.split.removed)},
         "test_accuracy": None,
         "confidence": {**run.head.summary(), **calibration_summary(run.calibration)},
+        # Class list, files and usable images per class, a hash of the content
+        # hashes: classify.py and the server warn when the folder moves on.
+        "data_fingerprint": drift.fingerprint(settings["dataset"], data.class_names,
+                                              data.labels, data.folder.hashes),
         "skipped_files": data.folder.skipped,
         "versions": _versions(),
     }

@@ -1,0 +1,104 @@
+"""The model knows its data: a fingerprint of the training folder, and whether data moved on.
+
+- `fingerprint` (train.py, into the model's description): the class list,
+  files per class as the folder scan lists them, usable images per class,
+  and a sha256 over the sorted content hashes of the images.
+- `dataset_changes` (classify.py, evaluate.py and serve.py, through
+  inference.Classifier): lists the training folder again (names only, no
+  decoding: milliseconds) and returns one line when it gained or lost
+  classes, or a class's file count moved by more than CHANGED_SHARE.
+- `compare_folder` (`evaluate.py --drift DIR`): classifies a new folder and
+  compares it with the validation split the model stored (confidence.py):
+  how many images are unknown against the 5% expected, the mean unknown
+  score, and the mix of predicted classes; it says whether to retrain.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+
+CHANGED_SHARE = 0.2  # a class whose file count moved by more than this has "changed a lot"
+# --drift advises retraining above any of these (see compare_folder):
+UNKNOWN_RATIO_LIMIT = 2.0  # unknown share over twice the validation split's
+SCORE_RATIO_LIMIT = 1.5  # mean unknown score 1.5x the validation split's
+MIX_DISTANCE_LIMIT = 0.25  # total variation between predicted-class mixes
+
+
+def fingerprint(root, class_names, labels, hashes):
+    """The description's `data_fingerprint` for a training folder."""
+    from pyimagesearch.dataset import list_class_files
+
+    listed, files = list_class_files(root)
+    per_class = np.bincount([index for _, index in files], minlength=len(listed))
+    usable = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    return {
+        "dataset": os.path.abspath(root),
+        "classes": list(class_names),
+        "files_per_class": {name: int(count) for name, count in zip(listed, per_class)},
+        "images_per_class": {name: int(count) for name, count in zip(class_names, usable)},
+        "content_sha256": hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest(),
+    }
+
+
+def dataset_changes(recorded, root=None):
+    """One line saying how the training folder changed since training, or None.
+
+    `recorded`: the description's data_fingerprint. `root` defaults to the
+    folder it names; a folder that is gone (the model travelled) says nothing.
+    """
+    from pyimagesearch.dataset import DatasetError, list_class_files
+
+    root = root or recorded.get("dataset")
+    before = recorded.get("files_per_class")
+    if not root or not before or not os.path.isdir(root):
+        return None
+    try:
+        listed, files = list_class_files(root)
+    except (DatasetError, OSError):
+        return None
+    now = dict(zip(listed, np.bincount([index for _, index in files],
+                                       minlength=len(listed)).tolist()))
+    gained = sorted(set(now) - set(before))
+    lost = sorted(set(before) - set(now))
+    moved = [f"{name} {before[name]} -> {now[name]}" for name in sorted(set(now) & set(before))
+             if abs(now[name] - before[name]) > CHANGED_SHARE * max(before[name], 1)]
+    if not (gained or lost or moved):
+        return None
+    parts = ([f"gained class(es) {', '.join(gained)}"] if gained else []) + \
+            ([f"lost class(es) {', '.join(lost)}"] if lost else []) + \
+            ([f"files changed in {'; '.join(moved)}"] if moved else [])
+    return (f"[WARNING] the training folder {root} changed since this model was trained: "
+            f"{'; '.join(parts)}. Retrain (train.py) for the model to know it")
+
+
+def compare_folder(head, probabilities, scores, unknown):
+    """How far a new folder's images are from the validation split the head was fitted on.
+
+    probabilities (N, C), scores (N,) unknown scores, unknown (N,) bool: the
+    classifier's answers on the new images. Returns a JSON-able dict with the
+    figures, the reasons found and `retrain` (bool).
+    """
+    reference = head.validation
+    expected_unknown = head.false_unknown_rate
+    unknown_share = float(np.mean(unknown)) if len(unknown) else 0.0
+    score_ratio = float(np.mean(scores) / reference["mean_score"]) if len(scores) and \
+        reference["mean_score"] > 0 else float("nan")
+    mix = np.bincount(np.asarray(probabilities).argmax(axis=1),
+                      minlength=len(reference["prediction_mix"])) / max(len(probabilities), 1)
+    mix_distance = float(0.5 * np.abs(mix - np.asarray(reference["prediction_mix"])).sum())
+    reasons = []
+    if unknown_share > UNKNOWN_RATIO_LIMIT * expected_unknown:
+        reasons.append(f"{unknown_share:.0%} of the images are unknown (validation: "
+                       f"{expected_unknown:.0%})")
+    if score_ratio > SCORE_RATIO_LIMIT:
+        reasons.append(f"their mean distance from the training classes is {score_ratio:.1f}x "
+                       "the validation images'")
+    if mix_distance > MIX_DISTANCE_LIMIT:
+        reasons.append(f"the mix of predicted classes differs from validation's by "
+                       f"{mix_distance:.0%} (total variation)")
+    return {"images": int(len(scores)), "unknown_share": unknown_share,
+            "validation_unknown_share": expected_unknown, "mean_score_ratio": score_ratio,
+            "prediction_mix": mix.tolist(), "validation_prediction_mix":
+            list(reference["prediction_mix"]), "mix_distance": mix_distance,
+            "reasons": reasons, "retrain": bool(reasons)}
