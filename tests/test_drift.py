@@ -1,0 +1,82 @@
+"""The model knows its data: the fingerprint, the one-line warning, and --drift's verdict."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import training_settings
+from pyimagesearch import confidence, drift
+
+
+def make_class(folder, color, count, seed):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = np.clip(rng.normal(color, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    make_class(tmp_path / "data" / "dark", (40, 40, 40), 10, 0)
+    make_class(tmp_path / "data" / "light", (215, 215, 215), 10, 1)
+    return tmp_path / "data"
+
+
+def test_the_fingerprint_notices_new_and_lost_classes_and_big_moves_only(folder):
+    recorded = drift.fingerprint(str(folder), ["dark", "light"], [0] * 10 + [1] * 10,
+                                 [f"{i:064x}" for i in range(20)])
+    assert recorded["files_per_class"] == {"dark": 10, "light": 10}
+    assert drift.dataset_changes(recorded) is None  # unchanged
+    (folder / "light" / "9.png").unlink()  # 10% fewer: not a lot
+    assert drift.dataset_changes(recorded) is None
+    make_class(folder / "grey", (128, 128, 128), 3, 2)
+    for index in range(4):
+        (folder / "dark" / f"{index}.png").unlink()  # 40% fewer: a lot
+    line = drift.dataset_changes(recorded)
+    assert line.startswith("[WARNING]") and "\n" not in line
+    assert "gained class(es) grey" in line and "dark 10 -> 6" in line and "light" not in line
+    shutil.rmtree(folder / "light")
+    assert "lost class(es) light" in drift.dataset_changes(recorded)
+    shutil.rmtree(folder)  # the model travelled without its data: nothing to say
+    assert drift.dataset_changes(recorded) is None
+
+
+def fake_head(mix):
+    return confidence.Head(np.eye(2), np.zeros(2), 1.0, None, 10.0, 0.05,
+                           {"mean_score": 5.0, "prediction_mix": mix})
+
+
+def test_compare_folder_advises_retraining_only_when_the_new_images_are_far_or_mixed_otherwise():
+    head = fake_head([0.5, 0.5])
+    rng = np.random.default_rng(0)
+    alike = np.eye(2)[rng.integers(0, 2, 200)]  # both classes, half each
+    verdict = drift.compare_folder(head, alike, rng.normal(5.0, 1.0, 200),
+                                   rng.random(200) < 0.05)
+    assert verdict["retrain"] is False and verdict["reasons"] == []
+    far = drift.compare_folder(head, alike, rng.normal(12.0, 1.0, 200), rng.random(200) < 0.6)
+    assert far["retrain"] and len(far["reasons"]) == 2 and far["mean_score_ratio"] > 2
+    one_sided = drift.compare_folder(head, np.eye(2)[np.zeros(200, int)],
+                                     rng.normal(5.0, 1.0, 200), np.zeros(200, bool))
+    assert one_sided["retrain"] and one_sided["mix_distance"] == pytest.approx(0.5)
+
+
+def test_a_classifier_warns_once_when_its_training_folder_gained_a_class(folder):
+    pytest.importorskip("tensorflow")
+    from pyimagesearch import training
+    from pyimagesearch.inference import Classifier
+
+    settings = training_settings(folder.parent, epochs=1)
+    training.train(settings, log=lambda line: None)
+    quiet = []
+    Classifier(settings["model"], settings["labelbin"], log=quiet.append)
+    assert quiet == []
+    make_class(folder / "grey", (128, 128, 128), 4, 2)
+    lines = []
+    classifier = Classifier(settings["model"], settings["labelbin"], log=lines.append)
+    assert classifier.backend == "litert"
+    assert [line for line in lines if "changed since this model was trained" in line] == [
+        f"[WARNING] the training folder {folder} changed since this model was trained: "
+        "gained class(es) grey. Retrain (train.py) for the model to know it"]
