@@ -9,8 +9,14 @@ Files are recognised by content, never by name: `x.png:large`, a PNG named
 `.jpg` and `00000021.jpg?resize=1196,1196` all load; text files, `.DS_Store`,
 zero-byte and truncated files raise `UnreadableImageError`. Nothing here
 imports TensorFlow, so classify.py can use it cheaply.
+
+An image already in memory (a PIL image or a uint8 array, as the Python API
+takes) goes through the same steps in `prepare_image`. Finding the image
+files a folder or glob names, and screening out what is not an image, live
+here too (`find_images`, `screen_images`), beside the reader they serve.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -46,8 +52,28 @@ def load_image(path, image_size):
     grayscale / 16-bit / palette / RGBA / CMYK become 8-bit RGB, and the image
     is resized (bilinear, aspect ratio not kept, as in the tutorial).
     """
-    image = open_rgb(path, image_size)
-    return np.asarray(image.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
+    return _resized(open_rgb(path, image_size), image_size)
+
+
+def prepare_image(image, image_size, name="image"):
+    """`load_image` for an image in memory: a PIL image, or a uint8 array (H, W), (H, W, 3|4).
+
+    The same steps as for a file (a lazily opened JPEG still decodes at a
+    reduced scale, so `Image.open(path)` gives exactly what `path` gives):
+    returns (image_size, image_size, 3) uint8 RGB. Arrays are read as RGB(A)
+    or grey; anything else raises UnreadableImageError naming `name`.
+    """
+    if isinstance(image, np.ndarray):
+        image = _from_array(image, name)
+    elif not isinstance(image, Image.Image):
+        raise UnreadableImageError(f"{name}: expected a PIL image or a uint8 array, "
+                                   f"got {type(image).__name__}")
+    try:
+        return _resized(_upright_rgb8(image, image_size, name), image_size)
+    except UnreadableImageError:
+        raise
+    except Exception as error:
+        raise _decoding_error(name, error) from None
 
 
 def open_rgb(path, min_size):
@@ -58,8 +84,7 @@ def open_rgb(path, min_size):
     """
     try:
         with Image.open(path) as image:
-            image = _decode_small(image, min_size)
-            return _to_rgb8(ImageOps.exif_transpose(image))
+            return _upright_rgb8(image, min_size, path)
     except UnreadableImageError:
         raise
     except FileNotFoundError:
@@ -68,16 +93,93 @@ def open_rgb(path, min_size):
         raise UnreadableImageError(f"{path}: is a directory") from None
     except Image.UnidentifiedImageError:
         raise UnreadableImageError(f"{path}: not an image file") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:
+    except Exception as error:
+        raise _decoding_error(path, error) from None
+
+
+def _decoding_error(name, error):
+    """The UnreadableImageError for what PIL raised while decoding `name`."""
+    reason = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, (OSError, ValueError, SyntaxError, EOFError, MemoryError)):
         # Truncated data, corrupt chunks, bad headers: PIL uses all of these.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UnreadableImageError(f"{path}: {reason}") from None
-    except Exception as error:  # a decoder bug must not kill a training run
-        reason = str(error).splitlines()[0] if str(error) else ""
-        raise UnreadableImageError(f"{path}: {type(error).__name__}: {reason}") from None
+        return UnreadableImageError(f"{name}: {reason or type(error).__name__}")
+    # Anything else is a decoder bug, which must not kill a training run.
+    return UnreadableImageError(f"{name}: {type(error).__name__}: {reason}")
 
 
-def _decode_small(image, image_size):
+def _upright_rgb8(image, min_size, name):
+    """An open PIL image -> decoded, upright, 8-bit RGB, at least ~`min_size` px."""
+    return _to_rgb8(ImageOps.exif_transpose(_decode_small(image, min_size, name)))
+
+
+def _resized(image, image_size):
+    """(image_size, image_size, 3) uint8: bilinear, aspect ratio not kept (the tutorial's)."""
+    return np.asarray(image.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
+
+
+def _from_array(pixels, name):
+    """A uint8 array (H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA as a PIL image."""
+    if pixels.dtype != np.uint8:
+        raise UnreadableImageError(f"{name}: expected uint8 pixels 0-255, got {pixels.dtype} "
+                                   "(e.g. np.asarray(image, dtype=np.uint8))")
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (3, 4)):
+        raise UnreadableImageError(f"{name}: expected an array (H, W), (H, W, 3) or "
+                                   f"(H, W, 4), got shape {pixels.shape}")
+    return Image.fromarray(np.ascontiguousarray(pixels))
+
+
+def find_images(spec, exclude=None):
+    """The files `--image` names: a folder (recursively, hidden folders left out) or a glob.
+
+    Returns sorted paths; files inside the `exclude` folder (classify.py's
+    output folder) are left out so earlier results are not classified again.
+    """
+    import glob
+
+    if os.path.isdir(spec):
+        roots = [spec]
+    else:
+        roots = sorted(glob.glob(spec, recursive=True))
+    excluded = os.path.realpath(exclude) if exclude and os.path.isdir(exclude) else None
+    found = []
+    for root in roots:
+        if os.path.isfile(root):
+            found.append(root)
+            continue
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            # Only a sub-folder: `-i photos -o photos` still classifies photos/.
+            if excluded and folder != root and os.path.realpath(folder) == excluded:
+                subfolders[:] = []
+                continue
+            found.extend(os.path.join(folder, name) for name in sorted(names))
+    return list(dict.fromkeys(found))  # a file matched twice is classified once
+
+
+def screen_images(paths, on_skip):
+    """Paths whose header Pillow recognises (cheap: nothing is decoded yet).
+
+    Catches text files, .DS_Store and empty files before TensorFlow starts;
+    truncated images are caught later, when they are decoded for prediction.
+    """
+    kept = []
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except Exception:  # any failure: get the loader's own one-line reason
+            try:
+                open_rgb(path, 8)
+            except UnreadableImageError as error:
+                on_skip(path, str(error))
+                continue
+        kept.append(path)
+    return kept
+
+
+def _decode_small(image, image_size, name):
     """Decode pixels, letting JPEG decode at 1/2..1/8 scale when that is enough."""
     if image.format == "JPEG":
         # draft() picks the smallest DCT scale that stays >= the requested
@@ -85,10 +187,10 @@ def _decode_small(image, image_size):
         image.draft("RGB" if image.mode != "CMYK" else "CMYK", (image_size, image_size))
     width, height = image.size
     if width < 1 or height < 1:
-        raise UnreadableImageError(f"{image.filename}: empty image ({width}x{height})")
+        raise UnreadableImageError(f"{name}: empty image ({width}x{height})")
     if width * height > MAX_DECODED_PIXELS:
         raise UnreadableImageError(
-            f"{image.filename}: too large ({width}x{height} pixels, "
+            f"{name}: too large ({width}x{height} pixels, "
             f"limit {MAX_DECODED_PIXELS:,}); downscale it first"
         )
     image.load()  # raises on truncated or corrupt data

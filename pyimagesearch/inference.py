@@ -8,6 +8,7 @@ import numpy as np
 
 from pyimagesearch import confidence, persistence
 from pyimagesearch.imageio import UnreadableImageError, load_image
+from pyimagesearch.imageio import find_images, screen_images  # noqa: F401 (moved there)
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 INPUT_SCALES = {"1": 1.0, "1/255": 1.0 / 255}  # --input-scale: pixels 0-255 times this
@@ -357,55 +358,3 @@ def _check_class_names(model_path, description, class_names, labelbin_path):
         f"{labelbin_path} lists classes {class_names} but {model_path} was trained on "
         f"{list(saved)}: they come from different training runs")
 
-
-def find_images(spec, exclude=None):
-    """The files `--image` names: a folder (recursively, hidden folders left out) or a glob.
-
-    Returns sorted paths; files inside the `exclude` folder (classify.py's
-    output folder) are left out so earlier results are not classified again.
-    """
-    import glob
-
-    if os.path.isdir(spec):
-        roots = [spec]
-    else:
-        roots = sorted(glob.glob(spec, recursive=True))
-    excluded = os.path.realpath(exclude) if exclude and os.path.isdir(exclude) else None
-    found = []
-    for root in roots:
-        if os.path.isfile(root):
-            found.append(root)
-            continue
-        for folder, subfolders, names in os.walk(root):
-            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-            # Only a sub-folder: `-i photos -o photos` still classifies photos/.
-            if excluded and folder != root and os.path.realpath(folder) == excluded:
-                subfolders[:] = []
-                continue
-            found.extend(os.path.join(folder, name) for name in sorted(names))
-    return list(dict.fromkeys(found))  # a file matched twice is classified once
-
-
-def screen_images(paths, on_skip):
-    """Paths whose header Pillow recognises (cheap: nothing is decoded yet).
-
-    Catches text files, .DS_Store and empty files before TensorFlow starts;
-    truncated images are caught later, when they are decoded for prediction.
-    """
-    from PIL import Image
-
-    from pyimagesearch.imageio import open_rgb
-
-    kept = []
-    for path in paths:
-        try:
-            with Image.open(path):
-                pass
-        except Exception:  # any failure: get the loader's own one-line reason
-            try:
-                open_rgb(path, 8)
-            except UnreadableImageError as error:
-                on_skip(path, str(error))
-                continue
-        kept.append(path)
-    return kept
