@@ -102,3 +102,48 @@ def compare_folder(head, probabilities, scores, unknown):
             "prediction_mix": mix.tolist(), "validation_prediction_mix":
             list(reference["prediction_mix"]), "mix_distance": mix_distance,
             "reasons": reasons, "retrain": bool(reasons)}
+
+
+def check_folder(classifier, folder, batch_size=32, log=print, chunk=256):
+    """`evaluate.py --drift DIR`: classify every image under `folder`, compare, print, return.
+
+    Returns compare_folder's dict (plus "skipped"), or None when the model has
+    no confidence head to compare with (trained by an older train.py) or the
+    folder holds no readable image. Images are decoded `chunk` at a time.
+    """
+    from pyimagesearch.imageio import UnreadableImageError, load_image
+    from pyimagesearch.inference import find_images
+
+    if classifier.head is None or classifier.head.validation is None:
+        log("[WARNING] --drift needs a model from this train.py (it stores its validation "
+            "split's figures); retrain to use it")
+        return None
+    skipped, parts = [], []
+    paths = find_images(folder)
+    for start in range(0, len(paths), chunk):
+        images = []
+        for path in paths[start:start + chunk]:
+            try:
+                images.append(load_image(path, classifier.image_size))
+            except UnreadableImageError as error:
+                skipped.append(path)
+                log(f"[WARNING] skipped {error}")
+        if images:
+            parts.append(classifier.answer_arrays(np.stack(images), batch_size, scores=True))
+    if not parts:
+        log(f"[WARNING] --drift: no readable images in {folder}")
+        return None
+    probabilities, unknown, scores = (np.concatenate([part[i] for part in parts])
+                                      for i in range(3))
+    answers = compare_folder(classifier.head, probabilities, scores, unknown)
+    answers["skipped"] = skipped
+    mix = ", ".join(f"{name} {share:.0%}" for name, share in
+                    zip(classifier.class_names, answers["prediction_mix"]) if share > 0)
+    log(f"[INFO] {answers['images']} images in {folder}: {answers['unknown_share']:.1%} unknown "
+        f"(validation {answers['validation_unknown_share']:.0%}); mean distance "
+        f"{answers['mean_score_ratio']:.2f}x validation's; predicted {mix}")
+    if answers["retrain"]:
+        log("[INFO] retraining is advised: " + "; ".join(answers["reasons"]))
+    else:
+        log("[INFO] these images look like the training data; no need to retrain")
+    return answers
