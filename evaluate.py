@@ -1,6 +1,7 @@
 """Evaluate a trained model on a folder-per-class dataset: report, confusion matrix, mistakes.
 
     python evaluate.py --model pokedex.model --labelbin lb.pickle --dataset my_test_images
+    python evaluate.py --model pokedex.model --labelbin lb.pickle --split val [--epoch 7]
 """
 
 import os
@@ -10,7 +11,7 @@ import time
 
 import numpy as np
 
-from pyimagesearch import cli
+from pyimagesearch import cli, run_files
 
 STARTED = time.monotonic()
 
@@ -22,8 +23,17 @@ def parse_args(argv=None):
                     "report, metrics.json, a confusion matrix and the worst mistakes.")
     parser.add_argument("-m", "--model", required=True, help="trained model file")
     parser.add_argument("-l", "--labelbin", required=True, help="pickled LabelBinarizer")
-    parser.add_argument("-d", "--dataset", required=True,
-                        help="folder with one sub-folder of images per class")
+    parser.add_argument("-d", "--dataset", default=None,
+                        help="folder with one sub-folder of images per class (with --split: "
+                             "default the folder the model was trained on)")
+    parser.add_argument("--split", choices=tuple(run_files.PARTS), default=None,
+                        help="score only the images of this part of the model's own training "
+                             "split (MODEL.split.json, by content: images changed since "
+                             "training are counted as missing)")
+    parser.add_argument("--epoch", type=cli.positive_int, default=None, metavar="N",
+                        help="score epoch N's weights instead of the kept epoch's (needs a "
+                             "model trained with train.py --keep-epochs; probabilities "
+                             "uncalibrated)")
     parser.add_argument("--output-prefix", default=None,
                         help="files are written as PREFIX.report.txt, PREFIX.metrics.json, "
                              "PREFIX.confusion.png, PREFIX.worst.png and the page "
@@ -41,9 +51,30 @@ def parse_args(argv=None):
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
         if not os.path.isfile(path):
             parser.error(f"argument {flag}: file not found: {path}")
+    args.part = None  # with --split: the set of content hashes of that part
+    if args.split:
+        try:
+            trained_on, parts = run_files.read_split(args.model)
+        except run_files.RunFileError as error:
+            parser.error(f"argument --split: {error}")
+        args.part = parts[args.split]
+        if args.dataset is None:
+            args.dataset = trained_on
+            if not os.path.isdir(args.dataset):
+                parser.error(f"argument --split: the model was trained on {args.dataset}, "
+                             "which is gone; give its new place with -d/--dataset")
+    if args.dataset is None:
+        parser.error("argument -d/--dataset is required (or --split train|val|test to "
+                     "score a part of the model's own training data)")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
-    prefix = args.output_prefix or default_prefix(args.model, args.dataset)
+    if args.epoch is not None:
+        try:
+            run_files.check_epoch(args.model, args.epoch)
+        except run_files.RunFileError as error:
+            parser.error(str(error))
+    prefix = args.output_prefix or default_prefix(args.model, args.dataset, args.split,
+                                                  args.epoch)
     for path in page_and_output_paths(prefix):  # before an hour of predictions, not after
         problem = cli.unwritable_reason(path)
         if problem:
@@ -64,9 +95,9 @@ def page_and_output_paths(prefix):
     return list(output_paths(prefix).values()) + [page_path(prefix)]
 
 
-def default_prefix(model_path, dataset_path):
-    name = os.path.basename(os.path.normpath(os.path.abspath(dataset_path))) or "dataset"
-    return f"{model_path}.eval-{name}"
+def default_prefix(model_path, dataset_path, split=None, epoch=None):
+    name = split or os.path.basename(os.path.normpath(os.path.abspath(dataset_path))) or "dataset"
+    return f"{model_path}.eval-{name}" + (f"-epoch{epoch}" if epoch else "")
 
 
 def main(argv=None):
@@ -91,13 +122,20 @@ def main(argv=None):
 
     try:
         classifier = inference.Classifier(args.model, args.labelbin,
+                                          backend="auto" if args.epoch is None else "keras",
                                           channel_order=args.channel_order,
                                           input_scale=args.input_scale)
+        if args.epoch is not None:
+            run_files.load_epoch(classifier.model, args.model, args.epoch)
+            classifier.head = None  # fitted to the kept epoch's features, not this one's
+            print(f"[INFO] scoring epoch {args.epoch}'s weights (uncalibrated probabilities)")
         print(f"[INFO] loading images from {args.dataset}...")
         images = dataset.load_image_folder(args.dataset, classifier.image_size,
                                            args.cache_dir or dataset.default_cache_dir(args.model))
-    except (persistence.ArtifactError, dataset.DatasetError) as error:
+    except (persistence.ArtifactError, dataset.DatasetError, run_files.RunFileError) as error:
         cli.fail("evaluate.py", str(error))
+    if args.part is not None:
+        images = part_of(images, args.part, args.split)
     if len(images.labels) == 0:
         cli.fail("evaluate.py", f"no readable images in {args.dataset}")
     # The folder's class indices -> the model's output columns, by name.
@@ -106,16 +144,50 @@ def main(argv=None):
 
     print(f"[INFO] classifying {len(true_labels)} images, {len(images.skipped)} file(s) skipped")
     probabilities = classifier.predict_arrays(images.images, args.batch_size)  # (N, C)
-    prefix = args.output_prefix or default_prefix(args.model, args.dataset)
+    prefix = args.output_prefix or default_prefix(args.model, args.dataset, args.split,
+                                                  args.epoch)
     try:
         metrics = evaluation.write_report(
             probabilities, true_labels, classifier.class_names, prefix,
             paths=[os.path.join(args.dataset, path) for path in images.paths], top_k=args.top_k,
-            extra={"model": args.model, "dataset": args.dataset,
-                   "skipped_files": images.skipped})
+            extra={"model": args.model, "dataset": args.dataset, "split": args.split,
+                   "epoch": args.epoch, "skipped_files": images.skipped})
         write_page(args, classifier, images, true_labels, metrics, prefix, argv)
     except OSError as error:
         cli.fail("evaluate.py", f"cannot write the report: {error}", code=1)
+
+
+def part_of(images, hashes, part):
+    """The rows of `images` (an ImageFolder) whose content is in `hashes`, one part of the split."""
+    import dataclasses
+
+    rows = np.array([row for row, sha256 in enumerate(images.hashes) if sha256 in hashes],
+                    dtype=np.int64)
+    missing = len(hashes) - len({images.hashes[row] for row in rows})
+    name = run_files.PARTS[part]
+    print(f"[INFO] {len(hashes) - missing} of the {len(hashes)} {name} images of the split "
+          f"found in {images.root or 'the folder'}"
+          + (f"; {missing} missing (changed, moved away or deleted since training)"
+             if missing else ""))
+    return dataclasses.replace(images, paths=[images.paths[row] for row in rows],
+                               labels=images.labels[rows], images=Rows(images.images, rows),
+                               hashes=[images.hashes[row] for row in rows],
+                               phashes=images.phashes[rows])
+
+
+class Rows:
+    """Some rows of the image cache, read a slice at a time (never the whole part in memory)."""
+
+    def __init__(self, images, rows):
+        from pyimagesearch.dataset import row_reader
+
+        self.read, self.rows = row_reader(images), rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.read(self.rows[index])
 
 
 def write_page(args, classifier, images, true_labels, metrics, prefix, argv):

@@ -1,6 +1,8 @@
-"""Train SmallerVGGNet on a folder-per-class dataset.
+"""Train a network (SmallerVGGNet by default, --arch for the others) on a folder-per-class dataset.
 
     python train.py --dataset dataset --model pokedex.model --labelbin lb.pickle
+    python train.py --dataset digits --model digits.model --labelbin digits.pickle \
+        --arch cnn --image-size 28 --channels 1
 """
 
 import argparse
@@ -13,8 +15,9 @@ from pyimagesearch import cli
 
 def parse_args(argv=None):
     parser = cli.ArgumentParser(
-        description="Train SmallerVGGNet on DATASET/<class>/<images> and save the model, "
-                    "the pickled LabelBinarizer and a plot of the training curves.")
+        description="Train a network (SmallerVGGNet unless --arch) on DATASET/<class>/<images> "
+                    "and save the model, the pickled LabelBinarizer and a plot of the "
+                    "training curves.")
     paths = parser.add_argument_group("inputs and outputs")
     paths.add_argument("-d", "--dataset", required=True,
                        help="folder with one sub-folder of images per class")
@@ -31,6 +34,30 @@ def parse_args(argv=None):
     paths.add_argument("--cache-dir", default=None,
                        help="folder for the decoded-image cache (default: $POKEDEX_CACHE_DIR "
                             "or MODEL.cache beside the model)")
+    network = parser.add_argument_group("network")
+    network.add_argument("--arch", default="smallervggnet", metavar="NAME",
+                         choices=cli.LazyChoices(architecture_names),
+                         help="the network to train, one of %(choices)s (README: Networks; "
+                              "default: %(default)s, the tutorial's)")
+    network.add_argument("--image-size", type=cli.image_size, default=None,
+                         help="images are resized to this many pixels square (default: the "
+                              "network's own: 96 for smallervggnet, 28 for the digit "
+                              "networks, 32 for the CIFAR ones, 224 for transfer); too small "
+                              "for the network is an error naming the smallest that works")
+    network.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                         help="1: the network sees grey images, 3: colour (default: the "
+                              "network's own: 1 for the digit networks, else 3); classify.py "
+                              "needs no flag either way")
+    network.add_argument("--weights", default=None, metavar="imagenet|FILE",
+                         help="transfer: the backbone's weights, 'imagenet' (downloaded once "
+                              "by Keras) or a weights file of MobileNetV3Small; other "
+                              "networks: a weights file saved from the same network to start "
+                              "from (default: random)")
+    network.add_argument("--fine-tune-epochs", type=cli.non_negative_int, default=None,
+                         metavar="N",
+                         help="transfer: epochs of phase two, fine-tuning the whole network at "
+                              "a lower learning rate after phase one trained the head on a "
+                              "frozen backbone (default: half of --epochs)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=cli.positive_int, default=100,
                           help="maximum number of epochs (default: %(default)s, the tutorial's)")
@@ -57,9 +84,6 @@ def parse_args(argv=None):
                                "training batches, which helps on photos that differ in light "
                                "and colour from the training images (default: on; "
                                "--no-color-augment keeps the tutorial's augmentation alone)")
-    training.add_argument("--image-size", type=cli.image_size, default=96,
-                          help="images are resized to this many pixels square "
-                               "(default: %(default)s, at least 12)")
     training.add_argument("--val-split", type=cli.fraction, default=0.2,
                           help="share of each class held out for validation, stratified "
                                "(default: %(default)s)")
@@ -86,6 +110,10 @@ def parse_args(argv=None):
                                "one, and at once on Ctrl-C/SIGTERM; a hard kill loses at most "
                                "this much work; 0 checkpoints after every epoch "
                                "(default: %(default)s)")
+    training.add_argument("--keep-epochs", action="store_true",
+                          help="keep every epoch's weights in MODEL.epochs/ (each the size of "
+                               "the weights: 35 MB for smallervggnet at 96 px) so that "
+                               "evaluate.py --epoch N can score any of them")
     training.add_argument("--seed", type=cli.seed, default=42,
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
@@ -97,10 +125,19 @@ def parse_args(argv=None):
                      "too little to train on; keep their sum under 0.9")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
+    if args.weights not in (None, "imagenet") and not os.path.isfile(args.weights):
+        parser.error(f"argument --weights: file not found: {args.weights} (give 'imagenet' "
+                     "or a weights file)")
     if args.tensorboard and os.path.exists(args.tensorboard) and not os.path.isdir(
             args.tensorboard):
         parser.error(f"argument --tensorboard: {args.tensorboard} is a file; give a folder")
     return args
+
+
+def architecture_names():
+    from pyimagesearch import architecture
+
+    return architecture.network_names()
 
 
 def main(argv=None):
@@ -129,7 +166,8 @@ def main(argv=None):
                              f"(re-run the same command to continue from {args.model}.run/ "
                              "if it exists)", code=cli.INTERRUPTED)
     except OSError as error:  # full disk, permission denied on an output path
-        cli.fail("train.py", f"{error.filename or ''}: {error.strerror or error}", code=1)
+        where = f"{error.filename}: " if error.filename else ""
+        cli.fail("train.py", f"{where}{error.strerror or error}", code=1)
 
 
 if __name__ == "__main__":

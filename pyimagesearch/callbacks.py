@@ -32,6 +32,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         layers = [layer for layer in self.model.layers
                   if isinstance(layer, keras.layers.BatchNormalization)]
+        if not layers:  # a network without batch norm (the digit and sequence networks)
+            return
         if self.forward is None:
             # Traced once with momentum 0, so each call leaves exactly that
             # batch's statistics in the moving variables; training's own
@@ -171,3 +173,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
             model.set_weights(self.best_weights)
             return True
         return self.run_folder.load_best_weights(model, self.state)
+
+
+class KeepEpochs(keras.callbacks.Callback):
+    """train.py --keep-epochs: write every completed epoch's weights (run_files.py)."""
+
+    def __init__(self, model_path):
+        super().__init__()
+        self.model_path = model_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        from pyimagesearch import run_files
+
+        logs = logs or {}
+        if all(math.isfinite(float(logs.get(key, 0.0))) for key in ("loss", "val_loss")):
+            run_files.save_epoch(self.model_path, epoch + 1, self.model.get_weights())

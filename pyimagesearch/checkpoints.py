@@ -36,10 +36,11 @@ from pyimagesearch import persistence
 from pyimagesearch.dataset import DatasetError
 
 # Settings that must match for a checkpoint to be continued meaningfully.
-RESUME_KEYS = ("image_size", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr",
+RESUME_KEYS = ("arch", "image_size", "channels", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr",
                "lr_schedule", "class_weight", "color_augment")
 # What a checkpoint written before a setting existed was trained with.
-OLDER_DEFAULTS = {"lr_schedule": "tutorial", "class_weight": "none", "color_augment": False}
+OLDER_DEFAULTS = {"lr_schedule": "tutorial", "class_weight": "none", "color_augment": False,
+                  "arch": "smallervggnet", "channels": 3}
 
 
 class ResumeError(DatasetError):

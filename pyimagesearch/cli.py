@@ -37,7 +37,7 @@ def _number_type(name, convert, accept, requirement, example):
 
 positive_int = _number_type("positive_int", int, lambda v: v > 0, "positive", 8)
 non_negative_int = _number_type("non_negative_int", int, lambda v: v >= 0, "0 or more", 5)
-image_size = _number_type("image_size", int, lambda v: v >= 12, "at least 12", 96)
+image_size = _number_type("image_size", int, lambda v: v > 0, "positive", 96)  # per network: architecture.py
 positive_float = _number_type("positive_float", float, lambda v: v > 0, "positive", 1e-3)
 non_negative_float = _number_type("non_negative_float", float, lambda v: v >= 0,
                                   "0 or more", 120)
@@ -48,6 +48,25 @@ fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
 probability = _number_type("probability", float, lambda v: 0 <= v <= 1, "between 0 and 1", 0.6)
 MAX_SEED = 2**32 - 1  # numpy's and keras.utils.set_random_seed's largest
 seed = _number_type("seed", int, lambda v: 0 <= v <= MAX_SEED, f"0 to {MAX_SEED}", 42)
+
+
+class LazyChoices:
+    """argparse `choices` computed on first use: the network names import Keras, which
+    only a given --arch or --help needs (usage errors stay fast and TensorFlow-free)."""
+
+    def __init__(self, load):
+        self._load, self._values = load, None
+
+    def _get(self):
+        if self._values is None:
+            self._values = list(self._load())
+        return self._values
+
+    def __contains__(self, value):
+        return value in self._get()
+
+    def __iter__(self):
+        return iter(self._get())
 
 
 def add_input_flags(group):

@@ -1,21 +1,25 @@
-"""Training SmallerVGGNet on a folder-per-class dataset, end to end.
+"""Training a network (--arch, SmallerVGGNet by default) on a folder-per-class dataset.
 
 train.py parses arguments and calls `train(settings)`, which runs one step
 per function, top to bottom:
 
     check_outputs   every output path is a writable file name (before any slow work)
+    resolve         the network's own image size and channels unless given, checked
+                    against what it can take (architecture.py)
     load_data       scan and cache the images, drop classes with no readable image
     prepare_run     a fresh run (group-aware split, new model) or a resumed one
                     (the split stored by content hash, the checkpointed model)
     fit             model.fit with precise BatchNorm and checkpoints (and, with
-                    --tensorboard, TensorBoard logs)
+                    --tensorboard, TensorBoard logs; with --keep-epochs, every
+                    epoch's weights); a transfer network in two phases
     fit_confidence  the confidence head on the best epoch's features: temperature
                     (validation), class means and covariance (training), the
                     unknown threshold (validation; confidence.py)
     evaluate_test   the held-out test split, scored by the best epoch (calibrated)
     score_held_out  the part the run page reports: test, or validation without one
-    save_outputs    model, labels, LiteRT copy, descriptions, plot, test report and
-                    the run page (<model>.report.html), written to temporaries and
+    save_outputs    model, labels, LiteRT copy, descriptions, the split (for
+                    evaluate.py --split), plot, test report and the run page
+                    (<model>.report.html), written to temporaries and
                     renamed together at the very end
 """
 
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyimagesearch import dataset as dataset_lib
-from pyimagesearch import drift, interrupts, locking, persistence
+from pyimagesearch import architecture, drift, interrupts, locking, persistence, run_files
 from pyimagesearch.cli import import_tensorflow_quietly
 from pyimagesearch.litert import export_tflite
 from pyimagesearch.plots import plot_history
@@ -67,6 +71,7 @@ def train(settings, log=print):
     """Train per `settings` (a dict of train.py's resolved flags); return the history."""
     started = time.monotonic()
     check_outputs(settings)
+    architecture.resolve(settings)  # before any image is read: the size decides the cache
     with locking.exclusive(f"{settings['model']}.lock",
                            f"the model {settings['model']} (and its run folder)"):
         data = load_data(settings, log)
@@ -175,10 +180,12 @@ def prepare_run(data, settings, log):
             "(use --restart to start over)")
     else:
         run_folder.clear()
+        run_files.clear_epochs(settings["model"])  # an earlier run's
         split = splitting.make_split(data.folder, val_split=settings["val_split"],
                                      test_split=settings["test_split"], seed=settings["seed"],
                                      log=log)
         state = checkpoints.new_state(data.class_names, settings, split.to_state())
+        state.update(architecture.new_state_fields(settings))
         model = build_model(data, settings)
     log(f"[INFO] {len(split.train)} training, {len(split.val)} validation and "
         f"{len(split.test)} test images, {len(data.folder.skipped)} file(s) skipped")
@@ -186,24 +193,8 @@ def prepare_run(data, settings, log):
 
 
 def build_model(data, settings):
-    """SmallerVGGNet with the tutorial's optimizer, compiled."""
-    import keras
-
-    from pyimagesearch.smallervggnet import SmallerVGGNet
-
-    size = settings["image_size"]
-    model = SmallerVGGNet.build(size, size, 3, len(data.class_names), rescale=True)
-    if setting(settings, "lr_schedule") == "tutorial":
-        # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
-        # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
-        # After 100 epochs of ~30 steps it is still at 97% of lr: it hardly decays.
-        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
-            settings["lr"], decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
-    else:  # "plateau": a plain rate that EpochCheckpoint lowers when val_loss stalls
-        learning_rate = settings["lr"]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
+    """The network of settings["arch"] (SmallerVGGNet by default), compiled (architecture.py)."""
+    return architecture.build_model(len(data.class_names), architecture.resolve(dict(settings)))
 
 
 def setting(settings, key):
@@ -253,16 +244,31 @@ def fit(run, data, settings, log):
     state = run.state
     if settings.get("tensorboard"):
         run.tensorboard = start_tensorboard(run, data, settings)
-    patience_over = bool(settings["patience"]) and state["wait"] >= settings["patience"]
-    if state["epoch"] >= settings["epochs"] or patience_over:
+    extra = [] if run.tensorboard is None else [run.tensorboard]
+    if settings.get("keep_epochs"):
+        extra.append(callbacks.KeepEpochs(settings["model"]))
+    trained = False
+    for phase, last_epoch in architecture.phases(settings, state):
+        if phase > state.get("phase", 1):
+            architecture.start_fine_tuning(run.model, state, settings, run.checkpoint, log)
+        patience_over = bool(settings["patience"]) and state["wait"] >= settings["patience"]
+        if state["epoch"] >= last_epoch or patience_over:
+            continue  # this phase is done (a resumed run)
+        log(f"[INFO] training for up to {last_epoch} epochs...")
+        run.model.fit(train_data, validation_data=val_data, epochs=last_epoch,
+                      initial_epoch=state["epoch"],
+                      callbacks=[recalibrate, run.checkpoint] + extra,
+                      shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+        trained = True
+        check_diverged(run, settings)
+    if not trained:
         log(f"[INFO] the checkpoint already holds the last epoch ({state['epoch']}); "
             "writing the outputs from its best epoch")
-        return
-    log(f"[INFO] training for up to {settings['epochs']} epochs...")
-    extra = [] if run.tensorboard is None else [run.tensorboard]
-    run.model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
-                  initial_epoch=state["epoch"], callbacks=[recalibrate, run.checkpoint] + extra,
-                  shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+
+
+def check_diverged(run, settings):
+    """Raise TrainingDiverged if the loss became NaN/inf or no epoch had a finite val_loss."""
+    state = run.state
     if run.checkpoint.diverged:
         raise TrainingDiverged(
             f"the loss became NaN or infinite in epoch {run.checkpoint.diverged}; the "
@@ -393,16 +399,19 @@ def describe(run, data, settings, labelbin_bytes):
         "format": "pokedex",
         "run_id": uuid.uuid4().hex,
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "architecture": "smallervggnet",
+        "architecture": architecture.arch(settings),
         "class_names": data.class_names,
         "image_size": settings["image_size"],
-        "channels": "RGB",
+        "channels": "RGB",  # what the model takes; input_channels: what the network sees
+        "input_channels": setting(settings, "channels"),
         "channel_order": "RGB",
         "input_scale": 1.0,
         "input": "uint8 pixels 0-255; the model rescales to [0, 1] itself",
         "labelbin_sha256": hashlib.sha256(labelbin_bytes).hexdigest(),
         "settings": settings,
         "epochs_run": len(history["loss"]),
+        "phase_one_epochs": run.state.get("phase_one_epochs"),  # two-phase networks
+        "kept_epochs": run_files.kept_epochs(settings["model"]),
         "best_epoch": best,
         "best_val_loss": float(history["val_loss"][best - 1]),
         "best_val_accuracy": float(history["val_accuracy"][best - 1]),
@@ -488,6 +497,9 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
             temporary(persistence.sidecar_path(model_path, "labels")), data.class_names)
         persistence.write_json_atomic(
             temporary(persistence.sidecar_path(model_path, "settings")), description)
+        persistence.write_json_atomic(temporary(run_files.split_path(model_path)),
+                                      run_files.split_record(settings["dataset"],
+                                                             run.split.to_state()))
         plot_path = temporary(settings["plot"], ".png")
         plot_history(run.state["history"], plot_path, best_epoch=description["best_epoch"])
         with open(plot_path, "rb") as handle:

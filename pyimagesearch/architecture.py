@@ -1,0 +1,139 @@
+"""Which network train.py trains (--arch), compiled, and the two phases of transfer learning.
+
+    resolve(settings)       --image-size/--channels default to the network's own; a size
+                            or channel count it cannot take is one ArchitectureError
+    build_model(...)        networks.build(...) compiled as the tutorial did (Adam,
+                            categorical cross-entropy)
+    phases(settings, state) [(phase, last epoch)]: one phase, or for a two-phase network
+                            (transfer) the frozen-backbone phase then fine-tuning
+    start_fine_tuning(...)  the switch: best head so far, backbone unfrozen, recompiled at
+                            lr x fine_tune_lr_factor; recorded in the run state, so a
+                            resumed run continues in the phase it was in
+
+The phase boundary is fixed when a run starts (state["phase_one_epochs"]): phase two
+takes --fine-tune-epochs (default half of --epochs), phase one the rest, or less when
+--patience stops it early. The kept epoch is the lowest validation loss of either phase.
+"""
+
+from pyimagesearch.checkpoints import OLDER_DEFAULTS
+from pyimagesearch.cli import quiet_stderr
+from pyimagesearch.dataset import DatasetError
+
+
+class ArchitectureError(DatasetError):
+    """--arch, --image-size, --channels or --weights that the network cannot take."""
+
+
+def networks():
+    """The registry (importing it imports Keras: TensorFlow's start-up chatter hidden)."""
+    with quiet_stderr():
+        from pyimagesearch import networks as registry
+    return registry
+
+
+def network_names():
+    return networks().names()
+
+
+def arch(settings):
+    """The network a run trains; runs from before --arch trained SmallerVGGNet."""
+    return settings.get("arch") or OLDER_DEFAULTS["arch"]
+
+
+def resolve(settings):
+    """Fill in the network's default image size and channels, and check what was asked.
+
+    Changes `settings` in place (so the resolved values are what the run records).
+    """
+    name = arch(settings)
+    try:
+        network = networks().get(name)
+    except ValueError as error:
+        raise ArchitectureError(f"--arch: {error}") from None
+    if settings.get("image_size") is None:
+        settings["image_size"] = network.default_size
+    if settings.get("channels") is None:
+        settings["channels"] = network.default_channels
+    settings["arch"] = name
+    if settings["image_size"] < network.min_size:
+        raise ArchitectureError(f"--image-size {settings['image_size']} is too small for "
+                                f"--arch {name}: the smallest that works is {network.min_size}")
+    if settings["channels"] not in (1, 3):
+        raise ArchitectureError(f"--channels {settings['channels']}: --arch {name} takes 1 "
+                                "(grey) or 3 (RGB)")
+    fine_tune = settings.get("fine_tune_epochs")
+    if fine_tune is not None and not network.two_phase:
+        raise ArchitectureError(f"--fine-tune-epochs is for two-phase networks "
+                                f"({', '.join(two_phase_names())}), not --arch {name}")
+    if fine_tune is not None and fine_tune > settings["epochs"]:
+        raise ArchitectureError(f"--fine-tune-epochs {fine_tune} is more than --epochs "
+                                f"{settings['epochs']}; it is the share of them spent fine-tuning")
+    return settings
+
+
+def two_phase_names():
+    registry = networks()
+    return [name for name in registry.names() if registry.get(name).two_phase]
+
+
+def build_model(num_classes, settings):
+    """The network of `settings`, compiled for phase one; bad --weights -> ArchitectureError."""
+    weights = settings.get("weights")
+    try:
+        model = networks().build(arch(settings), image_size=settings["image_size"],
+                                 channels=settings["channels"], num_classes=num_classes,
+                                 weights=weights)
+    except ValueError as error:  # a weights file of another network or size
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ArchitectureError(f"--weights {weights}: {message}") from None
+    return compile_model(model, settings)
+
+
+def compile_model(model, settings, lr_factor=1.0):
+    """Adam and categorical cross-entropy, as the tutorial; lr_factor for fine-tuning."""
+    import keras
+
+    lr = settings["lr"] * lr_factor
+    if settings.get("lr_schedule", OLDER_DEFAULTS["lr_schedule"]) == "tutorial":
+        # The tutorial's Adam(lr, decay=lr/epochs): Keras 3 dropped `decay`; the
+        # same per-step schedule is lr / (1 + decay * step), i.e. InverseTimeDecay.
+        # After 100 epochs of ~30 steps it is still at 97% of lr: it hardly decays.
+        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+            lr, decay_steps=1, decay_rate=settings["lr"] / settings["epochs"])
+    else:  # "plateau": a plain rate that EpochCheckpoint lowers when val_loss stalls
+        learning_rate = lr
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def new_state_fields(settings):
+    """What a fresh run's state records about its phases (nothing for one-phase networks)."""
+    if not networks().get(arch(settings)).two_phase:
+        return {}
+    fine_tune = settings.get("fine_tune_epochs")
+    if fine_tune is None:
+        fine_tune = settings["epochs"] // 2
+    return {"phase": 1, "phase_one_epochs": settings["epochs"] - fine_tune}
+
+
+def phases(settings, state):
+    """[(phase, last epoch of it)], in order: [(1, epochs)] or [(1, k), (2, epochs)]."""
+    if "phase_one_epochs" not in state:
+        return [(1, settings["epochs"])]
+    return [(1, min(state["phase_one_epochs"], settings["epochs"])), (2, settings["epochs"])]
+
+
+def start_fine_tuning(model, state, settings, checkpoint, log):
+    """Phase two: from the best head, unfreeze the backbone, recompile at a lower rate."""
+    from pyimagesearch.networks import transfer
+
+    factor = networks().get(arch(settings)).fine_tune_lr_factor
+    start = (f"epoch {state['best_epoch']}'s weights" if checkpoint.restore_best(model)
+             else "the start")
+    transfer.freeze_backbone(model, False)
+    compile_model(model, settings, lr_factor=factor)  # a change of trainable needs a compile
+    state["phase"], state["wait"], state["lr_wait"] = 2, 0, 0
+    state["lr"] = settings["lr"] * factor
+    log(f"[INFO] phase two after epoch {state['epoch']}: fine-tuning the whole network "
+        f"from {start} at learning rate {state['lr']:g}")
