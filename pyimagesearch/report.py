@@ -170,7 +170,7 @@ def training_page(description, history, counts, results, usage, plot_png, calibr
     "validation", "test"}}; results: results_context(...); usage: usage(...).
     """
     epochs = [{"epoch": index + 1, **{key: history[key][index] for key in (
-        "loss", "accuracy", "val_loss", "val_accuracy", "seconds") if key in history
+        "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr") if key in history
         and index < len(history[key])}} for index in range(len(history["loss"]))]
     return render({
         "kind": "training", "title": f"Training run: {os.path.basename(description['settings']['model'])}",

@@ -110,6 +110,13 @@ def test_each_section_holds_the_run_s_own_numbers(with_test):
     kept = curves[description["best_epoch"]]
     assert kept[0] == f"{description['best_epoch']} (kept)"
     assert kept[3] == f"{description['best_val_loss']:.4f}"
+    assert curves[0][5] == "learning rate"
+
+    calibration = " ".join(sections.text["calibration"].split())
+    assert f"T = {metrics['calibration']['temperature']:.2f}" in calibration
+    assert f"{metrics['calibration']['ece_before']:.3f} as trained" in calibration
+    assert f"{metrics['calibration']['ece_after']:.3f} after" in calibration
+    assert len(sections.images["calibration"]) == 1
 
     results = {row[0]: row[1:5] for row in sections.rows["results"][1:]}
     assert set(results) == set(metrics["per_class"])
