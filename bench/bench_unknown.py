@@ -133,6 +133,11 @@ def main():
     images["fifth class"] = (folder_images(os.path.join(REPO, args.dataset, args.unknown_class)),
                              None)
     images["photographs"] = (folder_images(os.path.join(REPO, args.photos)), None)
+    # The tutorial's example images of the known classes (a handful; other art than training's).
+    examples = [path for path in inference.find_images(os.path.join(REPO, "examples"))
+                if any(name in os.path.basename(path) for name in data.class_names)]
+    images["known examples"] = (np.stack([inference.load_image(path, size) for path in examples]),
+                                None)
     features_of = {name: extract(pixels) for name, (pixels, _) in images.items()}
     labels = {name: images[name][1] for name in ("train", "val", "test")}
     parts = {name: (features_of[name][0], labels[name]) for name in ("train", "val", "test")}
@@ -150,6 +155,7 @@ def main():
 
     validation, known_test = scores("val"), scores("test")
     others = {name: scores(name) for name in unknown}
+    examples_scores = scores("known examples")
     table = {}
     for score in SCORES:
         threshold = confidence.unknown_threshold(validation[score])
@@ -164,6 +170,7 @@ def main():
             both = np.concatenate([known_test[score], values[score]])
             truth = np.concatenate([np.zeros(len(known_test[score])), np.ones(len(values[score]))])
             row[f"AUROC {name}"] = float(roc_auc_score(truth, both))
+        row["known examples"] = float(np.mean(examples_scores[score] > threshold))
         table[score] = row
     test_features, test_labels = parts["test"]
     calibration = {
@@ -197,12 +204,14 @@ def main():
           "(the model always answers a Pokemon)")
     header = (f"{'score':<24}{'known test':>12}{'fifth class':>13}{'photographs':>13}"
               f"{'AUROC fifth':>13}{'AUROC photos':>14}")
-    print("\ncalled unknown (threshold: 5% of validation images)\n" + header)
+    print(f"\ncalled unknown (threshold: 5% of validation images; known examples: "
+          f"{len(examples)} of examples/)\n" + header + f"{'known examples':>16}")
     for score, row in table.items():
         cells = [row["known test"], row["fifth class"], row["photographs"]]
         aurocs = [row["AUROC fifth class"], row["AUROC photographs"]]
         print(f"{score:<24}" + "".join(f"{'n/a' if v is None else f'{v:.1%}':>13}" for v in cells)
-              + "".join(f"{'n/a' if v is None else f'{v:.3f}':>13}" for v in aurocs))
+              + "".join(f"{'n/a' if v is None else f'{v:.3f}':>13}" for v in aurocs)
+              + f"{row['known examples']:>16.0%}")
     print(f"\nresults in {results}")
 
 
