@@ -2,6 +2,7 @@
 
     python evaluate.py --model pokedex.model --labelbin lb.pickle --dataset my_test_images
     python evaluate.py --model pokedex.model --labelbin lb.pickle --split val [--epoch 7]
+    python evaluate.py --model pokedex.model --labelbin lb.pickle --drift new_photos
 """
 
 import os
@@ -34,6 +35,11 @@ def parse_args(argv=None):
                         help="score epoch N's weights instead of the kept epoch's (needs a "
                              "model trained with train.py --keep-epochs; probabilities "
                              "uncalibrated)")
+    parser.add_argument("--drift", default=None, metavar="DIR",
+                        help="instead of scoring labelled images, compare a folder of new images "
+                             "(any layout, no labels needed) with the model's validation split: "
+                             "share called unknown, distance from the training classes, mix of "
+                             "predicted classes; says whether retraining is advised")
     parser.add_argument("--output-prefix", default=None,
                         help="files are written as PREFIX.report.txt, PREFIX.metrics.json, "
                              "PREFIX.confusion.png, PREFIX.worst.png and the page "
@@ -52,6 +58,13 @@ def parse_args(argv=None):
         if not os.path.isfile(path):
             parser.error(f"argument {flag}: file not found: {path}")
     args.part = None  # with --split: the set of content hashes of that part
+    if args.drift is not None:
+        if not os.path.exists(args.drift):
+            parser.error(f"argument --drift: not found: {args.drift}")
+        if args.split or args.epoch or args.dataset:
+            parser.error("argument --drift: compares new images with the training data; "
+                         "it does not go with -d/--dataset, --split or --epoch")
+        return args
     if args.split:
         try:
             trained_on, parts = run_files.read_split(args.model)
@@ -102,6 +115,8 @@ def default_prefix(model_path, dataset_path, split=None, epoch=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.drift is not None:
+        return check_drift(args)
     from pyimagesearch import dataset, evaluation, persistence
 
     # Names first (cheap, no TensorFlow): every class folder must be one the model knows.
@@ -155,6 +170,20 @@ def main(argv=None):
         write_page(args, classifier, images, true_labels, metrics, prefix, argv)
     except OSError as error:
         cli.fail("evaluate.py", f"cannot write the report: {error}", code=1)
+
+
+def check_drift(args):
+    """evaluate.py --drift DIR: one verdict on a folder of new images (drift.check_folder)."""
+    from pyimagesearch import drift, inference, persistence
+
+    try:
+        classifier = inference.Classifier(args.model, args.labelbin,
+                                          channel_order=args.channel_order,
+                                          input_scale=args.input_scale)
+    except persistence.ArtifactError as error:
+        cli.fail("evaluate.py", str(error))
+    if drift.check_folder(classifier, args.drift, args.batch_size) is None:
+        cli.fail("evaluate.py", f"--drift: nothing to compare in {args.drift}", code=1)
 
 
 def part_of(images, hashes, part):

@@ -10,7 +10,9 @@
 - `compare_folder` (`evaluate.py --drift DIR`): classifies a new folder and
   compares it with the validation split the model stored (confidence.py):
   how many images are unknown against the 5% expected, the mean unknown
-  score, and the mix of predicted classes; it says whether to retrain.
+  score, and the mix of predicted classes; it says whether to retrain (a
+  share or a mix only counts when chance would rarely give it: binomial and
+  chi-square tests at p < 0.01, so ten images cannot raise an alarm alone).
 """
 
 import hashlib
@@ -19,10 +21,11 @@ import os
 import numpy as np
 
 CHANGED_SHARE = 0.2  # a class whose file count moved by more than this has "changed a lot"
-# --drift advises retraining above any of these (see compare_folder):
-UNKNOWN_RATIO_LIMIT = 2.0  # unknown share over twice the validation split's
+# --drift advises retraining on any of these (see compare_folder):
+UNKNOWN_RATIO_LIMIT = 2.0  # unknown share over twice the validation split's...
+CHANCE = 0.01  # ...and beyond chance: a binomial (mix: chi-square) p-value under this
 SCORE_RATIO_LIMIT = 1.5  # mean unknown score 1.5x the validation split's
-MIX_DISTANCE_LIMIT = 0.25  # total variation between predicted-class mixes
+MIX_DISTANCE_LIMIT = 0.25  # total variation between predicted-class mixes (and beyond chance)
 
 
 def fingerprint(root, class_names, labels, hashes):
@@ -87,20 +90,32 @@ def compare_folder(head, probabilities, scores, unknown):
     mix = np.bincount(np.asarray(probabilities).argmax(axis=1),
                       minlength=len(reference["prediction_mix"])) / max(len(probabilities), 1)
     mix_distance = float(0.5 * np.abs(mix - np.asarray(reference["prediction_mix"])).sum())
+    from scipy import stats
+
+    count = len(unknown)
+    # A handful of images swings the shares: flag only what chance would rarely give.
+    unknown_p = float(stats.binom.sf(int(np.sum(unknown)) - 1, count, expected_unknown)) \
+        if count else 1.0
+    observed = np.bincount(np.asarray(probabilities).argmax(axis=1), minlength=len(mix)) \
+        if count else np.zeros(len(mix))
+    smoothed = (np.asarray(reference["prediction_mix"]) * count + 0.5)
+    mix_p = float(stats.chisquare(observed + 0.5, smoothed * (observed.sum() + 0.5 * len(mix))
+                                  / smoothed.sum()).pvalue) if count else 1.0
     reasons = []
-    if unknown_share > UNKNOWN_RATIO_LIMIT * expected_unknown:
+    if unknown_share > UNKNOWN_RATIO_LIMIT * expected_unknown and unknown_p < CHANCE:
         reasons.append(f"{unknown_share:.0%} of the images are unknown (validation: "
                        f"{expected_unknown:.0%})")
     if score_ratio > SCORE_RATIO_LIMIT:
         reasons.append(f"their mean distance from the training classes is {score_ratio:.1f}x "
                        "the validation images'")
-    if mix_distance > MIX_DISTANCE_LIMIT:
+    if mix_distance > MIX_DISTANCE_LIMIT and mix_p < CHANCE:
         reasons.append(f"the mix of predicted classes differs from validation's by "
                        f"{mix_distance:.0%} (total variation)")
     return {"images": int(len(scores)), "unknown_share": unknown_share,
             "validation_unknown_share": expected_unknown, "mean_score_ratio": score_ratio,
-            "prediction_mix": mix.tolist(), "validation_prediction_mix":
-            list(reference["prediction_mix"]), "mix_distance": mix_distance,
+            "unknown_p_value": unknown_p, "prediction_mix": mix.tolist(),
+            "validation_prediction_mix": list(reference["prediction_mix"]),
+            "mix_distance": mix_distance, "mix_p_value": mix_p,
             "reasons": reasons, "retrain": bool(reasons)}
 
 

@@ -80,3 +80,43 @@ def test_a_classifier_warns_once_when_its_training_folder_gained_a_class(folder)
     assert [line for line in lines if "changed since this model was trained" in line] == [
         f"[WARNING] the training folder {folder} changed since this model was trained: "
         "gained class(es) grey. Retrain (train.py) for the model to know it"]
+
+
+def test_evaluate_py_drift_tells_new_noise_from_more_of_the_same(folder, tmp_path):
+    pytest.importorskip("tensorflow")
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from pyimagesearch import training
+
+    settings = training_settings(folder.parent, epochs=2)
+    training.train(settings, log=lambda line: None)
+    same = tmp_path / "more of the same"
+    make_class(same / "a", (40, 40, 40), 6, 7)
+    make_class(same / "b", (215, 215, 215), 6, 8)
+    noise = tmp_path / "new photos"
+    noise.mkdir()
+    rng = np.random.default_rng(9)
+    for index in range(8):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+            noise / f"{index}.png")
+    (noise / "notes.txt").write_text("not an image")
+
+    def drift_check(path):
+        return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "evaluate.py"), "-m",
+                               settings["model"], "-l", settings["labelbin"], "--drift",
+                               str(path)], capture_output=True, text=True, timeout=120)
+
+    far = drift_check(noise)
+    assert far.returncode == 0, far.stderr
+    assert "8 images in" in far.stdout and "100.0% unknown" in far.stdout
+    assert "retraining is advised" in far.stdout and "notes.txt" in far.stdout + far.stderr
+    near = drift_check(same)
+    assert near.returncode == 0, near.stderr
+    assert "12 images in" in near.stdout and "no need to retrain" in near.stdout
+    wrong = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "evaluate.py"), "-m",
+                            settings["model"], "-l", settings["labelbin"], "--drift", str(noise),
+                            "--split", "val"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
