@@ -46,8 +46,8 @@ def parse_args(argv=None):
                               "for the network is an error naming the smallest that works")
     network.add_argument("--channels", type=int, choices=(1, 3), default=None,
                          help="1: the network sees grey images, 3: colour (default: the "
-                              "network's own: 1 for the digit networks, else 3); classify.py "
-                              "needs no flag either way")
+                              "network's own: 1 for the digit and MNIST networks, else 3); "
+                              "classify.py needs no flag either way")
     network.add_argument("--weights", default=None, metavar="imagenet|FILE",
                          help="transfer: the backbone's weights, 'imagenet' (downloaded once "
                               "by Keras) or a weights file of MobileNetV3Small; other "
