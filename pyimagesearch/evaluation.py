@@ -9,7 +9,8 @@ path, or the model path plus `.eval-<dataset>`):
 
     P.report.txt      scikit-learn classification_report + accuracy, top-k
     P.metrics.json    the same numbers, the confusion matrix, the worst mistakes
-    P.confusion.png   confusion matrix: counts, colours normalised per true class
+    P.confusion.png   confusion matrix: counts, colours normalised per true class (above
+                      MAX_MATRIX_CLASSES classes: a chart of the largest confusions instead)
     P.worst.png       the most confident wrong predictions, as thumbnails
 
 A prefix that ends with a path separator (`runs/test/`) or names an existing
@@ -29,6 +30,8 @@ from pyimagesearch.imageio import UnreadableImageError, open_rgb  # noqa: E402
 
 MIN_TRUSTED_SUPPORT = 20  # fewer test images than this: a class's numbers are noise
 MAX_WORST = 16  # thumbnails on the worst-misclassified sheet
+MAX_MATRIX_CLASSES = 40  # beyond this a C x C picture is unreadable: list confusions instead
+MANY_CLASSES_CONFUSIONS = 30  # confusions charted (and listed in report.txt) above that
 REPORT_FILES = ("report.txt", "metrics.json", "confusion.png", "worst.png")
 
 
@@ -139,9 +142,15 @@ def compute_metrics(probabilities, true_labels, class_names, paths=None, top_k=3
     if small:
         summary.append(f"too small to trust (< {MIN_TRUSTED_SUPPORT} images): {', '.join(small)}")
     summary.extend(notes)  # the caller's own lines: how the split was made, ...
+    matrix = confusion_matrix(true_labels, predicted, labels=range(num_classes))  # (C, C)
+    if num_classes > MAX_MATRIX_CLASSES:  # the picture is a list then: so is the text
+        confusions = top_confusions(matrix, class_names, MANY_CLASSES_CONFUSIONS)
+        summary += [f"largest confusions (true -> predicted: images, share of the true class; "
+                    f"full {num_classes}x{num_classes} matrix in metrics.json):"]
+        summary += [f"  {c['true']} -> {c['predicted']}: {c['count']} ({c['share']:.0%})"
+                    for c in confusions] or ["  none"]
     text = "\n".join(lines + [""] + summary) + "\n"
 
-    matrix = confusion_matrix(true_labels, predicted, labels=range(num_classes))  # (C, C)
     worst = _worst_mistakes(probabilities, true_labels, predicted, class_names, paths)
     metrics = {
         "num_images": num_images,
@@ -184,14 +193,31 @@ def _worst_mistakes(probabilities, true_labels, predicted, class_names, paths):
              "probability": round(float(probabilities[i, predicted[i]]), 6)} for i in order]
 
 
+def top_confusions(matrix, class_names, limit=10):
+    """[{"true", "predicted", "count", "share"}]: the largest off-diagonal cells, largest first."""
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1)
+    off_diagonal = matrix * (1 - np.eye(len(matrix), dtype=matrix.dtype))
+    rows, columns = np.nonzero(off_diagonal)
+    order = np.lexsort((columns, rows, -off_diagonal[rows, columns]))[:limit]
+    return [{"true": class_names[rows[i]], "predicted": class_names[columns[i]],
+             "count": int(off_diagonal[rows[i], columns[i]]),
+             "share": float(off_diagonal[rows[i], columns[i]] / totals[rows[i]])} for i in order]
+
+
 def plot_confusion_matrix(matrix, class_names, path, title=""):
     """Counts in each cell, colour = share of the true class (row-normalised).
 
     Only classes that occur (as truth or prediction) are drawn, so evaluating
-    a few classes of a 50-class model gives a small, readable picture.
+    a few classes of a 50-class model gives a small, readable picture. Above
+    MAX_MATRIX_CLASSES of them no matrix is drawn: a bar chart of the largest
+    confusions says more than 649 x 649 unreadable cells.
     """
     matrix = np.asarray(matrix)
     shown = [i for i in range(len(class_names)) if matrix[i].sum() or matrix[:, i].sum()]
+    if len(shown) > MAX_MATRIX_CLASSES:
+        plot_top_confusions(matrix, class_names, path, title=title, num_shown=len(shown))
+        return
     matrix = matrix[np.ix_(shown, shown)]
     names = [class_names[i] for i in shown]
     count = len(names)
@@ -215,6 +241,31 @@ def plot_confusion_matrix(matrix, class_names, path, title=""):
     axis.set_xlabel("predicted class")
     axis.set_ylabel("true class (images)")
     axis.set_title(f"Confusion matrix: {title}" if title else "Confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_top_confusions(matrix, class_names, path, title="", num_shown=None,
+                        limit=MANY_CLASSES_CONFUSIONS):
+    """A horizontal bar per confusion `true → predicted`, largest on top, labelled with its count."""
+    confusions = top_confusions(matrix, class_names, limit)
+    figure, axis = plt.subplots(figsize=(9, 1.6 + 0.28 * max(len(confusions), 1)))
+    labels = [f"{c['true']} → {c['predicted']}" for c in confusions]
+    counts = [c["count"] for c in confusions]
+    axis.barh(range(len(counts)), counts, color="#4a7ebb")
+    for row, confusion in enumerate(confusions):
+        axis.text(confusion["count"], row, f" {confusion['count']} ({confusion['share']:.0%})",
+                  va="center", fontsize=8)
+    axis.set_yticks(range(len(labels)), labels, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("images (share of the true class)")
+    if not confusions:
+        axis.text(0.5, 0.5, "no confusions", ha="center", va="center", transform=axis.transAxes)
+    classes = num_shown or len(class_names)
+    axis.set_title((f"{title}\n" if title else "") + f"The {len(confusions)} largest confusions "
+                   f"of {classes} classes (too many for a matrix; all in metrics.json)",
+                   fontsize=10)
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100)
     plt.close(figure)

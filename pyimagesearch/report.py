@@ -19,6 +19,7 @@ from pyimagesearch import evaluation, plots
 
 TEMPLATE = "report.html.j2"
 MAX_CONFUSIONS = 10  # top confusions listed beside the matrix
+MAX_CLASS_ROWS = 40  # more classes than this: the per-class table shows the worst ones only
 THUMBNAIL = 112  # px, mistakes
 
 
@@ -63,25 +64,25 @@ def results_context(metrics, part, model=None, to_inputs=None, image_size=None):
     matrix = np.asarray(metrics["confusion_matrix"])
     title = f"{part}: {metrics['num_images']} images, accuracy {metrics['accuracy']:.1%}"
     confusion = plots.figure_png(evaluation.plot_confusion_matrix, matrix, names, title=title)
+    per_class = [dict(values, name=name) for name, values in metrics["per_class"].items()]
+    many = len(per_class) > MAX_CLASS_ROWS
+    if many:  # 649 rows bury the classes that need attention: show the lowest F1 first
+        per_class = sorted(per_class, key=lambda row: (row["f1"], row["name"]))[:MAX_CLASS_ROWS]
     return {
         "part": part,
         "metrics": metrics,
-        "per_class": [dict(values, name=name) for name, values in metrics["per_class"].items()],
+        "per_class": per_class,
+        "classes_listed": None if not many else {"shown": len(per_class),
+                                                 "of": len(metrics["per_class"])},
+        "many_classes": len(names) > evaluation.MAX_MATRIX_CLASSES,
         "confusion_uri": data_uri(confusion),
-        "confusions": top_confusions(matrix, names),
+        "confusions": top_confusions(matrix, names, MAX_CONFUSIONS),
         "mistakes": mistake_tiles(metrics["worst_misclassified"], names, model, to_inputs,
                                   image_size),
     }
 
 
-def top_confusions(matrix, class_names, limit=MAX_CONFUSIONS):
-    """[{"true", "predicted", "count", "share"}]: the largest off-diagonal cells, largest first."""
-    totals = matrix.sum(axis=1)
-    cells = [(int(matrix[row, column]), row, column) for row in range(len(matrix))
-             for column in range(len(matrix)) if row != column and matrix[row, column]]
-    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
-    return [{"true": class_names[row], "predicted": class_names[column], "count": count,
-             "share": count / totals[row]} for count, row, column in cells[:limit]]
+top_confusions = evaluation.top_confusions  # the largest off-diagonal cells, largest first
 
 
 def mistake_tiles(worst, class_names, model=None, to_inputs=None, image_size=None):
