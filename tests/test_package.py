@@ -23,7 +23,7 @@ from PIL import Image
 from conftest import BLUE, GREEN, RED, REPO_ROOT, build_color_model, make_image, make_noise_image
 from described import describe_as_trained
 
-COMMANDS = ("classify", "serve", "export", "doctor", "visualize")
+COMMANDS = ("classify", "serve", "export", "doctor", "visualize", "train", "evaluate")
 
 
 def _clean_environment():

@@ -40,3 +40,13 @@ def doctor():
 def visualize():
     """`pokedex-visualize`: visualize.py."""
     sys.exit(_run("visualize"))
+
+
+def train():
+    """`pokedex-train`: train.py."""
+    sys.exit(_run("train"))
+
+
+def evaluate():
+    """`pokedex-evaluate`: evaluate.py."""
+    sys.exit(_run("evaluate"))
