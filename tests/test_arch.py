@@ -187,3 +187,33 @@ def test_transfer_interrupted_in_phase_two_resumes_there_and_not_as_another_netw
 
     model = persistence.load_model(str(root / "m.model"))
     assert model.get_layer("backbone").trainable  # saved from phase two
+
+
+# Every network through the whole product, in-process and small: train (one epoch),
+# the Python API through the LiteRT copy and through Keras (the two must agree), and
+# evaluate.py's code. Sizes: each network's smallest that is cheap (transfer needs 32).
+EVERY_SIZE = {"transfer": 32, "smallervggnet": 24}
+
+
+@pytest.mark.parametrize("arch", sorted(__import__("pyimagesearch.networks",
+                                                   fromlist=["names"]).names()))
+def test_every_network_trains_classifies_through_the_api_and_evaluates(arch, tmp_path):
+    from pyimagesearch import Pokedex
+    from pyimagesearch.commands.evaluate import main as evaluate
+
+    make_dataset(tmp_path / "data", count=4)
+    settings = training_settings(tmp_path, epochs=1, arch=arch, channels=3,
+                                 image_size=EVERY_SIZE.get(arch, 16), batch_size=4)
+    training.train(settings, log=lambda line: None)
+    fast = Pokedex.load(settings["model"], settings["labelbin"])
+    slow = Pokedex.load(settings["model"], settings["labelbin"], backend="keras")
+    assert fast.classifier.backend == "litert" and slow.classifier.backend == "keras"
+    folder = str(tmp_path / "data")
+    answers, again = fast.classify_folder(folder), slow.classify_folder(folder)
+    assert len(answers) == 12 and [a["labels"] for a in answers] == [a["labels"] for a in again]
+    np.testing.assert_allclose([a["probabilities"] for a in answers],
+                               [a["probabilities"] for a in again], atol=1e-4)
+    evaluate(["-m", settings["model"], "-l", settings["labelbin"], "-d", folder,
+                   "--output-prefix", str(tmp_path / "eval") + "/"])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 12 and 0 <= metrics["accuracy"] <= 1
