@@ -64,7 +64,7 @@ def _color_augmenter(seed):
         layers.RandomContrast(jitter["contrast"], value_range=(0, 255), seed=seed + 1),
         layers.RandomSaturation(jitter["saturation"], value_range=(0, 255), seed=seed + 2),
     ], name="color_augmentation")
-    return lambda batch: tf.clip_by_value(model(batch, training=True), 0.0, 255.0)
+    return lambda batch: tf.clip_by_value(_apply(model, batch), 0.0, 255.0)
 
 
 def _layers_augmenter(seed):
@@ -82,7 +82,16 @@ def _layers_augmenter(seed):
     if AUGMENTATION["horizontal_flip"]:
         stack.append(layers.RandomFlip("horizontal", seed=seed + 4))
     model = keras.Sequential(stack, name="augmentation")
-    return lambda batch: model(batch, training=True)
+    return lambda batch: _apply(model, batch)
+
+
+def _apply(model, batch):
+    """model(batch, training=True), a layer at a time: each preprocessing layer runs as
+    TF ops inside tf.data on any Keras backend, a Sequential of them only on TensorFlow
+    (train.py --workers runs on JAX)."""
+    for layer in model.layers:
+        batch = layer(batch, training=True)
+    return batch
 
 
 def _image_data_generator_augmenter():

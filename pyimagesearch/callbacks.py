@@ -34,6 +34,25 @@ class PreciseBatchNorm(keras.callbacks.Callback):
                   if isinstance(layer, keras.layers.BatchNormalization)]
         if not layers:  # a network without batch norm (the digit and sequence networks)
             return
+        # Pool over batches with the law of total variance, so batches that
+        # each hold few classes still give the population variance; each batch
+        # weighs by its number of images (the last one is often short).
+        sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n*mean, of n*E[x^2]
+        count = 0
+        for images, _ in self.batches:
+            size = int(images.shape[0])
+            for total, (mean, variance) in zip(sums, self.batch_statistics(layers, images)):
+                total[0] += size * mean
+                total[1] += size * (variance + mean**2)
+            count += size
+        for (mean_sum, square_sum), layer in zip(sums, layers):
+            mean = mean_sum / count
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(np.maximum(square_sum / count - mean**2, 0.0))
+
+    def batch_statistics(self, layers, images):
+        """[(mean, variance)] of each BN layer's input on this batch (distributed.py has
+        the JAX version)."""
         if self.forward is None:
             # Traced once with momentum 0, so each call leaves exactly that
             # batch's statistics in the moving variables; training's own
@@ -46,23 +65,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
                 tf.TensorSpec((None,) + tuple(self.model.input_shape[1:]), tf.float32))
             for layer, momentum in zip(layers, momenta):
                 layer.momentum = momentum
-        # Pool over batches with the law of total variance, so batches that
-        # each hold few classes still give the population variance; each batch
-        # weighs by its number of images (the last one is often short).
-        sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n*mean, of n*E[x^2]
-        count = 0
-        for images, _ in self.batches:
-            self.forward(images)
-            size = int(images.shape[0])
-            for total, layer in zip(sums, layers):
-                mean = layer.moving_mean.numpy()
-                total[0] += size * mean
-                total[1] += size * (layer.moving_variance.numpy() + mean**2)
-            count += size
-        for (mean_sum, square_sum), layer in zip(sums, layers):
-            mean = mean_sum / count
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(np.maximum(square_sum / count - mean**2, 0.0))
+        self.forward(images)
+        return [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
 
 
 # An epoch improves (for --patience and the plateau rule) when its validation loss is

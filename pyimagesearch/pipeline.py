@@ -14,8 +14,11 @@ from pyimagesearch.dataset import row_reader, stratified_split  # noqa: F401 (re
 
 
 def make_dataset(images, labels, indices, num_classes, batch_size, training, seed,
-                 augmenter="layers", *, color=False, class_weights=None):
+                 augmenter="layers", *, color=False, class_weights=None, repeat=False):
     """A tf.data.Dataset of (uint8-valued float32 images (B, S, S, 3), one-hot (B, C)).
+
+    `repeat`: endless, every batch full (a worker of train.py --workers N
+    needs the same batch shape at every step; distributed.py).
 
     With `class_weights` (one float per class) each element also carries
     per-image weights (B,), which model.fit applies to the loss.
@@ -38,7 +41,9 @@ def make_dataset(images, labels, indices, num_classes, batch_size, training, see
     dataset = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
     if training:
         dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=repeat).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
     if training and (augmenter != "none" or color):
         augment = make_augmenter(augmenter, seed, color=color)
         dataset = dataset.map(lambda x, *rest: (augment(x),) + rest,

@@ -209,10 +209,17 @@ def setting(settings, key):
 PLATEAU = {"patience": 2, "factor": 0.1, "min_lr_fraction": 0.01}
 
 
-def fit(run, data, settings, log):
-    """model.fit from the run's last epoch to settings['epochs'] (or patience)."""
+def fit(run, data, settings, log, worker=None):
+    """model.fit from the run's last epoch to settings['epochs'] (or patience).
+
+    With train.py --workers N, N processes do this (distributed.py); `worker` is
+    this process's place among them: its share of the data and what it writes.
+    """
     from pyimagesearch import callbacks, pipeline
 
+    if worker is None and settings.get("workers", 1) > 1:
+        from pyimagesearch import distributed
+        return distributed.fit_in_workers(run, data, settings, log)
     images, labels, classes = data.folder.images, data.labels, len(data.class_names)
     batch_size, seed = settings["batch_size"], settings["seed"]
     class_weights = None
@@ -220,12 +227,15 @@ def fit(run, data, settings, log):
         class_weights = pipeline.balanced_class_weights(labels[run.split.train], classes)
         log("[INFO] class weights (balanced): " + ", ".join(
             f"{name} {weight:.2f}" for name, weight in zip(data.class_names, class_weights)))
-    train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
-                                       True, seed, settings["augmenter"],
-                                       color=setting(settings, "color_augment"),
-                                       class_weights=class_weights)
-    val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
-                                     False, seed)
+    if worker is None:
+        train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
+                                           True, seed, settings["augmenter"],
+                                           color=setting(settings, "color_augment"),
+                                           class_weights=class_weights)
+        val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
+                                         False, seed)
+    else:
+        train_data, val_data = worker.datasets(data, run.split, class_weights)
     plateau = None
     if setting(settings, "lr_schedule") == "plateau":
         plateau = {"patience": PLATEAU["patience"], "factor": PLATEAU["factor"],
@@ -234,10 +244,11 @@ def fit(run, data, settings, log):
             run.model.optimizer.learning_rate.assign(run.state["lr"])
     # Keep the epoch with the lowest validation loss, not simply the last one;
     # with --patience N stop after N epochs without one.
-    run.checkpoint = callbacks.EpochCheckpoint(run.folder, run.state, settings["patience"],
+    run.checkpoint = callbacks.EpochCheckpoint(worker.run_folder(run.folder) if worker else
+                                               run.folder, run.state, settings["patience"],
                                                settings.get("checkpoint_every", 120.0),
                                                plateau=plateau)
-    recalibrate = callbacks.PreciseBatchNorm(
+    recalibrate = (worker.PreciseBatchNorm if worker else callbacks.PreciseBatchNorm)(
         pipeline.make_dataset(images, labels, run.split.train, classes, batch_size, True, seed,
                               augmenter="none")
         .take(callbacks.PreciseBatchNorm.MAX_BATCHES))  # shuffled, not augmented
@@ -247,6 +258,9 @@ def fit(run, data, settings, log):
     extra = [] if run.tensorboard is None else [run.tensorboard]
     if settings.get("keep_epochs"):
         extra.append(callbacks.KeepEpochs(settings["model"]))
+    options = {"verbose": 1 if sys.stdout.isatty() else 2}
+    if worker:  # steps per epoch, and process 0 alone logs and writes
+        extra, options = worker.callbacks(extra), worker.fit_options(run.split)
     trained = False
     for phase, last_epoch in architecture.phases(settings, state):
         if phase > state.get("phase", 1):
@@ -257,8 +271,7 @@ def fit(run, data, settings, log):
         log(f"[INFO] training for up to {last_epoch} epochs...")
         run.model.fit(train_data, validation_data=val_data, epochs=last_epoch,
                       initial_epoch=state["epoch"],
-                      callbacks=[recalibrate, run.checkpoint] + extra,
-                      shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+                      callbacks=[recalibrate, run.checkpoint] + extra, shuffle=False, **options)
         trained = True
         check_diverged(run, settings)
     if not trained:

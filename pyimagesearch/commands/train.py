@@ -117,7 +117,39 @@ def parse_args(argv=None):
     training.add_argument("--seed", type=cli.seed, default=42,
                           help="seed for the split, weights and augmentation "
                                "(default: %(default)s)")
+    scale = parser.add_argument_group("many processes and machines (README)")
+    scale.add_argument("--workers", type=cli.positive_int, default=1, metavar="N",
+                       help="train data-parallel in N processes on this machine (Keras on "
+                            "JAX; each takes batch-size/N images of every step); 1: one "
+                            "process on TensorFlow, as the tutorial (default: %(default)s)")
+    scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="several machines: the address of process 0, the same on every "
+                            "machine; with --num-processes and --process-id")
+    scale.add_argument("--num-processes", type=cli.positive_int, default=None, metavar="N",
+                       help="several machines: how many processes in all")
+    scale.add_argument("--process-id", type=cli.non_negative_int, default=None, metavar="K",
+                       help="several machines: this one's number, 0 to N-1; 0 writes the "
+                            "checkpoints and the outputs")
     args = parser.parse_args(argv)
+    machines = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in machines):
+        if any(value is None for value in machines):
+            parser.error("--coordinator, --num-processes and --process-id go together, "
+                         "e.g. --coordinator 10.0.0.1:7777 --num-processes 2 --process-id 0")
+        if args.process_id >= args.num_processes:
+            parser.error(f"--process-id {args.process_id} must be below --num-processes "
+                         f"{args.num_processes}")
+        if args.workers != 1:
+            parser.error("--workers N is for one machine; with --coordinator start one "
+                         "train.py per process")
+        args.workers = args.num_processes
+    if args.workers > 1:
+        from pyimagesearch import distributed
+
+        try:
+            distributed.check_settings(vars(args))
+        except ValueError as error:
+            parser.error(str(error))
     if args.resume and args.restart:
         parser.error("--resume and --restart contradict each other; choose one")
     if args.val_split + args.test_split >= 0.9:
@@ -142,14 +174,19 @@ def architecture_names():
 
 def main(argv=None):
     args = parse_args(argv)
-    from pyimagesearch import dataset, locking, persistence, training
+    from pyimagesearch import dataset, distributed, locking, persistence, training
 
     settings = dict(vars(args))
     settings["cache_dir"] = args.cache_dir or dataset.default_cache_dir(args.model)
     # A polite kill (SIGTERM: logout, `kill`, a scheduler) stops like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        training.train(settings)
+        if settings["process_id"]:  # a machine other than process 0's: its worker alone
+            distributed.run_other_machine(settings)
+        else:
+            training.train(settings)
+    except distributed.WorkerDied as error:
+        cli.fail("train.py", str(error), code=1)
     except (dataset.DatasetError, persistence.ArtifactError, locking.LockedError) as error:
         cli.fail("train.py", str(error))
     except training.TrainingDiverged as error:
