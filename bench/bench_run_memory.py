@@ -51,8 +51,8 @@ def wrap(module, name, label=None):
 def attach():
     from pyimagesearch import persistence, training
 
-    for name in ("load_data", "fit", "evaluate_test", "save_outputs", "export_tflite",
-                 "run_page"):
+    for name in ("load_data", "prepare_run", "fit", "fit_confidence", "evaluate_test",
+                 "save_outputs", "export_tflite", "run_page"):
         wrap(training, name)
     wrap(persistence, "save_model")
     import_tensorflow = training.import_tensorflow_quietly

@@ -310,34 +310,53 @@ def start_tensorboard(run, data, settings):
     return logger
 
 
+# Class means, one covariance, a temperature and a 95% quantile need no more images
+# than this per part; a sample keeps memory flat however large the dataset (the
+# penultimate features alone are 4 KiB an image for SmallerVGGNet).
+MAX_CONFIDENCE_ROWS = 10_000
+
+
 def fit_confidence(run, data, settings, log):
     """Fit the confidence head (confidence.Head) on the kept epoch's features (features.py).
 
     Temperature and the unknown threshold come from the validation split; the
-    class means and shared covariance from the (un-augmented) training split.
+    class means and shared covariance from the (un-augmented) training split;
+    each from at most MAX_CONFIDENCE_ROWS images of its part, drawn with the seed.
     """
     from pyimagesearch import confidence
     from pyimagesearch.features import FeatureExtractor
 
     extract = FeatureExtractor(run.model)
     run.features = lambda rows: features_of(extract, data, rows, settings["batch_size"])
-    train_rows, val_rows = np.asarray(run.split.train), np.asarray(run.split.val)
-    run.head = confidence.Head.fit(extract.kernel, extract.bias,
-                                   run.features(train_rows), data.labels[train_rows],
+    rng = np.random.default_rng(settings["seed"])
+    train_rows, val_rows = (sample_rows(rows, MAX_CONFIDENCE_ROWS, rng)
+                            for rows in (run.split.train, run.split.val))
+    train = features_of(extract, data, train_rows, settings["batch_size"], penultimate=False)
+    run.head = confidence.Head.fit(extract.kernel, extract.bias, train, data.labels[train_rows],
                                    run.features(val_rows), data.labels[val_rows])
     log(f"[INFO] confidence: temperature {run.head.temperature:.2f} (validation); an image is "
         f"unknown above a feature distance of {run.head.threshold:.1f}, which "
         f"{run.head.false_unknown_rate:.0%} of validation images exceed")
 
 
-def features_of(extract, data, rows, batch):
-    """(penultimate, distance) features (features.py) of rows of the image cache, a batch at a time."""
+def sample_rows(rows, limit, rng):
+    """At most `limit` of `rows`, drawn without replacement, in cache order (sequential reads)."""
+    rows = np.asarray(rows)
+    return rows if len(rows) <= limit else np.sort(rng.choice(rows, limit, replace=False))
+
+
+def features_of(extract, data, rows, batch, penultimate=True):
+    """(penultimate, distance) features (features.py) of rows of the image cache, a batch at a time.
+
+    penultimate=False keeps only the distance features (None in their place).
+    """
     read = dataset_lib.row_reader(data.folder.images)
     rows = np.asarray(rows)
     parts = [extract(read(rows[start:start + batch])) for start in range(0, len(rows), batch)]
     if not parts:
-        return extract(np.zeros((0, *data.folder.images.shape[1:]), np.uint8))
-    return tuple(np.concatenate([part[i] for part in parts]) for i in range(2))
+        parts = [extract(np.zeros((0, *data.folder.images.shape[1:]), np.uint8))]
+    distance = np.concatenate([part[1] for part in parts])
+    return (np.concatenate([part[0] for part in parts]) if penultimate else None), distance
 
 
 def evaluate_test(run, data, settings, log):
@@ -351,13 +370,23 @@ def evaluate_test(run, data, settings, log):
 
 
 def held_out_probabilities(run, data, rows, part):
-    """Calibrated probabilities (len(rows), C); sets run.calibration for this part."""
+    """Calibrated probabilities (len(rows), C); sets run.calibration for this part.
+
+    A thousand images at a time, so only probabilities (N, C), never all the
+    features, are held for a large part.
+    """
     from pyimagesearch import confidence
 
-    features = run.features(rows)
-    labels = data.labels[np.asarray(rows)]
-    before = run.head.probabilities(features[0], calibrated=False)
-    after = run.head.probabilities(features[0])
+    rows = np.asarray(rows)
+    labels = data.labels[rows]
+    before, after = [np.zeros((0, len(data.class_names)))], [np.zeros((0, len(data.class_names)))]
+    unknown = [np.zeros(0, bool)]
+    for start in range(0, len(rows), 1000):
+        features = run.features(rows[start:start + 1000])
+        before.append(run.head.probabilities(features[0], calibrated=False))
+        after.append(run.head.probabilities(features[0]))
+        unknown.append(run.head.answer(*features)[2])
+    before, after, unknown = (np.concatenate(parts) for parts in (before, after, unknown))
     run.calibration = {
         "part": part, "temperature": run.head.temperature,
         "ece_before": confidence.expected_calibration_error(before, labels),
@@ -366,7 +395,7 @@ def held_out_probabilities(run, data, rows, part):
         "bins_after": confidence.reliability_bins(after, labels),
         "unknown_threshold": run.head.threshold,
         "false_unknown_rate_target": run.head.false_unknown_rate,
-        "called_unknown": float(np.mean(run.head.answer(*features)[2])) if len(rows) else 0.0,
+        "called_unknown": float(np.mean(unknown)) if len(rows) else 0.0,
     }
     return after
 
