@@ -163,11 +163,17 @@ class Head:
 
     @classmethod
     def fit(cls, kernel, bias, train, train_labels, val, val_labels,
-            false_unknown_rate=FALSE_UNKNOWN_RATE):
-        """`train`, `val`: (penultimate, distance) feature pairs (features.FeatureExtractor)."""
+            false_unknown_rate=FALSE_UNKNOWN_RATE, val_logits=False):
+        """`train`, `val`: (penultimate, distance) feature pairs (features.FeatureExtractor).
+
+        Only train's distance features are used. val_logits=True: val[0] holds the
+        logits already (N, C) rather than penultimate features (less memory).
+        """
         kernel = np.asarray(kernel, dtype=np.float64)
         bias = np.asarray(bias, dtype=np.float64)
-        logits = np.asarray(val[0], dtype=np.float64) @ kernel + bias
+        logits = np.asarray(val[0], dtype=np.float64)
+        if not val_logits:
+            logits = logits @ kernel + bias
         temperature = fit_temperature(logits, val_labels)
         mahalanobis = Mahalanobis.fit(train[1], train_labels, kernel.shape[1])
         val_scores = mahalanobis.distance(val[1])

@@ -331,9 +331,10 @@ def fit_confidence(run, data, settings, log):
     rng = np.random.default_rng(settings["seed"])
     train_rows, val_rows = (sample_rows(rows, MAX_CONFIDENCE_ROWS, rng)
                             for rows in (run.split.train, run.split.val))
-    train = features_of(extract, data, train_rows, settings["batch_size"], penultimate=False)
+    train = features_of(extract, data, train_rows, settings["batch_size"], keep="distance")
+    val = features_of(extract, data, val_rows, settings["batch_size"], keep="logits")
     run.head = confidence.Head.fit(extract.kernel, extract.bias, train, data.labels[train_rows],
-                                   run.features(val_rows), data.labels[val_rows])
+                                   val, data.labels[val_rows], val_logits=True)
     log(f"[INFO] confidence: temperature {run.head.temperature:.2f} (validation); an image is "
         f"unknown above a feature distance of {run.head.threshold:.1f}, which "
         f"{run.head.false_unknown_rate:.0%} of validation images exceed")
@@ -345,18 +346,24 @@ def sample_rows(rows, limit, rng):
     return rows if len(rows) <= limit else np.sort(rng.choice(rows, limit, replace=False))
 
 
-def features_of(extract, data, rows, batch, penultimate=True):
+def features_of(extract, data, rows, batch, keep="both"):
     """(penultimate, distance) features (features.py) of rows of the image cache, a batch at a time.
 
-    penultimate=False keeps only the distance features (None in their place).
+    keep="distance" puts None in the penultimate's place, keep="logits" the logits
+    (N, C): both spare the (N, D) penultimate features (4 KiB an image).
     """
     read = dataset_lib.row_reader(data.folder.images)
     rows = np.asarray(rows)
-    parts = [extract(read(rows[start:start + batch])) for start in range(0, len(rows), batch)]
-    if not parts:
-        parts = [extract(np.zeros((0, *data.folder.images.shape[1:]), np.uint8))]
-    distance = np.concatenate([part[1] for part in parts])
-    return (np.concatenate([part[0] for part in parts]) if penultimate else None), distance
+    firsts, distances = [], []
+    for start in range(0, max(len(rows), 1), batch):
+        chunk = rows[start:start + batch]
+        penultimate, distance = extract(read(chunk) if len(chunk) else
+                                        np.zeros((0, *data.folder.images.shape[1:]), np.uint8))
+        if keep == "logits":
+            penultimate = penultimate @ extract.kernel + extract.bias  # (B, C)
+        firsts.append(None if keep == "distance" else penultimate)
+        distances.append(distance)
+    return (None if keep == "distance" else np.concatenate(firsts)), np.concatenate(distances)
 
 
 def evaluate_test(run, data, settings, log):
