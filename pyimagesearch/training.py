@@ -129,8 +129,10 @@ def check_outputs(settings):
 def load_data(settings, log):
     """Scan and cache the dataset; keep the classes with at least one readable image."""
     log(f"[INFO] loading images from {settings['dataset']}...")
-    folder = dataset_lib.load_image_folder(settings["dataset"], settings["image_size"],
-                                           settings["cache_dir"], log=log)
+    folder = read_shards(settings, log) if os.path.isfile(
+        os.path.join(settings["dataset"], "shards.json")) else \
+        dataset_lib.load_image_folder(settings["dataset"], settings["image_size"],
+                                      settings["cache_dir"], log=log)
     counts = np.bincount(folder.labels, minlength=len(folder.class_names))
     usable = [name for name, count in zip(folder.class_names, counts) if count > 0]
     if len(usable) < 2:
@@ -146,6 +148,20 @@ def load_data(settings, log):
     log("[INFO] " + ", ".join(f"{name}: {int(np.sum(labels == i))}"
                               for i, name in enumerate(usable)))
     return Data(folder, usable, labels)
+
+
+def read_shards(settings, log):
+    """A folder prepare.py wrote (shards.json inside): its images as the cache's ImageFolder."""
+    from pyimagesearch import shards
+
+    index = shards.read_index(settings["dataset"])
+    if index.image_size != settings["image_size"]:
+        raise dataset_lib.DatasetError(
+            f"{settings['dataset']} holds {index.image_size} px shards but training is at "
+            f"{settings['image_size']} px: pass --image-size {index.image_size}, or run "
+            f"prepare.py again with --image-size {settings['image_size']}")
+    log(f"[INFO] reading {index.count} images from {len(index.shards)} shard file(s)")
+    return shards.as_image_folder(settings["dataset"], settings["cache_dir"])
 
 
 @dataclass

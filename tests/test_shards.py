@@ -236,3 +236,26 @@ def test_the_script_writes_updates_and_fails_in_one_line(tmp_path):
     error = run_without_tensorflow("prepare", ["--dataset", root, "--output", tmp_path / "o",
                                                "--per-shard", 0], cwd=tmp_path)
     assert "--per-shard: must be positive" in error
+
+
+def test_train_py_trains_on_a_shards_folder_like_on_the_images(prepared, tmp_path):
+    pytest.importorskip("tensorflow")
+    from conftest import training_settings
+    from pyimagesearch import training
+
+    root, output, cache = prepared
+    settings = training_settings(tmp_path, epochs=1, image_size=SIZE, val_split=0.3,
+                                 dataset=str(output), cache_dir=str(tmp_path / "train cache"))
+    lines = []
+    training.train(settings, log=lines.append)
+    assert any("reading 8 images from 3 shard file(s)" in line for line in lines)
+    from pyimagesearch.inference import Classifier
+
+    classifier = Classifier(settings["model"], settings["labelbin"])
+    assert classifier.class_names == sorted(CLASSES)
+    folder, _ = cached_pixels(root, cache)  # the same pixels as training from the folder saw
+    assert classifier.predict_arrays(np.asarray(folder.images)).shape == (8, 3)
+    wrong_size = training_settings(tmp_path / "again", epochs=1, image_size=SIZE * 2,
+                                   dataset=str(output))
+    with pytest.raises(dataset.DatasetError, match=f"pass --image-size {SIZE}"):
+        training.train(wrong_size, log=lambda _: None)
