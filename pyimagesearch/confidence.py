@@ -26,6 +26,9 @@ import numpy as np
 
 MEMBER = "pokedex-confidence.npz"  # inside the .keras zip, beside pokedex.json
 FALSE_UNKNOWN_RATE = 0.05  # the share of known images the threshold lets be called unknown
+# Below this many validation images a 95% quantile (or a temperature) is a guess:
+# the head then keeps T = 1 and never answers unknown (threshold infinite).
+MIN_VALIDATION_IMAGES = 20
 ECE_BINS = 15
 
 
@@ -164,6 +167,11 @@ class Head:
         return self.probabilities(penultimate), score, score > self.threshold
 
     @property
+    def answers_unknown(self):
+        """False when validation was too small to set a threshold (MIN_VALIDATION_IMAGES)."""
+        return bool(np.isfinite(self.threshold))
+
+    @property
     def feature_sizes(self):
         """(D, K): the penultimate and distance feature sizes it expects."""
         return self.kernel.shape[0], self.mahalanobis.whitening.shape[0]
@@ -181,10 +189,11 @@ class Head:
         logits = np.asarray(val[0], dtype=np.float64)
         if not val_logits:
             logits = logits @ kernel + bias
-        temperature = fit_temperature(logits, val_labels)
+        enough = len(val_labels) >= MIN_VALIDATION_IMAGES
+        temperature = fit_temperature(logits, val_labels) if enough else 1.0
         mahalanobis = Mahalanobis.fit(train[1], train_labels, kernel.shape[1])
         val_scores = mahalanobis.distance(val[1])
-        threshold = unknown_threshold(val_scores, false_unknown_rate)
+        threshold = unknown_threshold(val_scores, false_unknown_rate) if enough else float("inf")
         mix = np.bincount(logits.argmax(axis=1), minlength=kernel.shape[1]) / max(len(logits), 1)
         validation = {"mean_score": float(val_scores.mean()) if len(val_scores) else 0.0,
                       "prediction_mix": mix.tolist()}
@@ -214,8 +223,8 @@ class Head:
     def summary(self):
         """The JSON-able part for the model's description (the matrices stay in the npz)."""
         return {"temperature": round(self.temperature, 4),
-                "unknown_score": "mahalanobis",
-                "unknown_threshold": round(self.threshold, 4),
+                "unknown_score": "mahalanobis" if self.answers_unknown else None,
+                "unknown_threshold": round(self.threshold, 4) if self.answers_unknown else None,
                 "false_unknown_rate": self.false_unknown_rate}
 
 

@@ -129,9 +129,10 @@ def check_folder(classifier, folder, batch_size=32, log=print, chunk=256):
     from pyimagesearch.imageio import UnreadableImageError, load_image
     from pyimagesearch.inference import find_images
 
-    if classifier.head is None or classifier.head.validation is None:
-        log("[WARNING] --drift needs a model from this train.py (it stores its validation "
-            "split's figures); retrain to use it")
+    if classifier.head is None or classifier.head.validation is None or \
+            not classifier.head.answers_unknown:
+        log("[WARNING] --drift needs a model from this train.py whose validation split had at "
+            "least 20 images (it compares with that split's figures); retrain to use it")
         return None
     skipped, parts = [], []
     paths = find_images(folder)

@@ -351,6 +351,11 @@ def fit_confidence(run, data, settings, log):
     val = features_of(extract, data, val_rows, settings["batch_size"], keep="logits")
     run.head = confidence.Head.fit(extract.kernel, extract.bias, train, data.labels[train_rows],
                                    val, data.labels[val_rows], val_logits=True)
+    if not run.head.answers_unknown:
+        log(f"[INFO] confidence: only {len(val_rows)} validation images (fewer than "
+            f"{confidence.MIN_VALIDATION_IMAGES}): no temperature scaling and no 'unknown' "
+            "answers; more images or a larger --val-split enable them")
+        return
     log(f"[INFO] confidence: temperature {run.head.temperature:.2f} (validation); an image is "
         f"unknown above a feature distance of {run.head.threshold:.1f}, which "
         f"{run.head.false_unknown_rate:.0%} of validation images exceed")
@@ -416,7 +421,7 @@ def held_out_probabilities(run, data, rows, part):
         "ece_after": confidence.expected_calibration_error(after, labels),
         "bins_before": confidence.reliability_bins(before, labels),
         "bins_after": confidence.reliability_bins(after, labels),
-        "unknown_threshold": run.head.threshold,
+        "unknown_threshold": run.head.threshold if run.head.answers_unknown else None,
         "false_unknown_rate_target": run.head.false_unknown_rate,
         "called_unknown": float(np.mean(unknown)) if len(rows) else 0.0,
     }

@@ -96,3 +96,17 @@ def test_head_answers_calibrated_probabilities_and_unknown_and_survives_the_zip(
     assert confidence.read_head(tmp_path / "missing.keras") is None
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     assert confidence.read_head(tmp_path / "broken.keras") is None
+
+
+def test_too_few_validation_images_mean_no_temperature_and_no_unknown():
+    rng = np.random.default_rng(4)
+    train, train_labels = three_clusters(rng, 30, dimensions=8)
+    few, few_labels = three_clusters(rng, 5, dimensions=8, spread=4.0)  # 15 images
+    head = confidence.Head.fit(np.eye(8, 3), np.zeros(3), (train, train), train_labels,
+                               (few, few), few_labels)
+    assert head.temperature == 1.0 and not head.answers_unknown
+    assert not head.answer(few, few + 100.0)[2].any()  # even far images are not unknown
+    assert head.summary()["unknown_threshold"] is None
+    enough, enough_labels = three_clusters(rng, 7, dimensions=8, spread=4.0)  # 21 images
+    assert confidence.Head.fit(np.eye(8, 3), np.zeros(3), (train, train), train_labels,
+                               (enough, enough), enough_labels).answers_unknown

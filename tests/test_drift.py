@@ -91,6 +91,8 @@ def test_evaluate_py_drift_tells_new_noise_from_more_of_the_same(folder, tmp_pat
     from conftest import REPO_ROOT
     from pyimagesearch import training
 
+    make_class(folder / "dark", (40, 40, 40), 40, 0)  # 80 images: 20 validate, enough for
+    make_class(folder / "light", (215, 215, 215), 40, 1)  # an unknown threshold
     settings = training_settings(folder.parent, epochs=2)
     training.train(settings, log=lambda line: None)
     same = tmp_path / "more of the same"

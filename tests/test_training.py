@@ -50,14 +50,19 @@ def test_two_classes_learn_and_classify(two_classes):
     np.testing.assert_allclose(fast.predict(images), probabilities, atol=1e-4)
 
 
-def test_the_confidence_head_is_stored_and_both_backends_answer_unknown_alike(two_classes):
+def test_the_confidence_head_is_stored_and_both_backends_answer_unknown_alike(tmp_path):
     import json
 
-    settings = settings_for(two_classes, test_split=0.25)
+    # 20 validation images: the fewest the head sets an unknown threshold with.
+    make_class(tmp_path / "data" / "dark", (40, 40, 40), 40, 0)
+    make_class(tmp_path / "data" / "light", (215, 215, 215), 40, 1)
+    two_classes = tmp_path
+    settings = settings_for(two_classes, test_split=0.25, val_split=0.25)
     training.train(settings, log=lambda message: None)
     keras_classifier = Classifier(settings["model"], settings["labelbin"], backend="keras")
     fast = Classifier(settings["model"], settings["labelbin"])
     assert keras_classifier.head is not None and fast.head is not None and fast.backend == "litert"
+    assert fast.head.answers_unknown
     size = fast.image_size
     known = np.stack([load_image(two_classes / "data" / name / f"{i}.png", size)
                       for name in ("dark", "light") for i in range(8)])
