@@ -145,8 +145,13 @@ def load_data(settings, log):
     # Re-number labels over the usable classes only, keeping sorted order.
     remap = {folder.class_names.index(name): index for index, name in enumerate(usable)}
     labels = np.array([remap[label] for label in folder.labels], dtype=np.int64)
-    log("[INFO] " + ", ".join(f"{name}: {int(np.sum(labels == i))}"
-                              for i, name in enumerate(usable)))
+    counts = np.bincount(labels, minlength=len(usable))
+    if len(usable) <= 20:
+        log("[INFO] " + ", ".join(f"{name}: {count}" for name, count in zip(usable, counts)))
+    else:  # 649 names and counts make one unreadable line
+        smallest = ", ".join(f"{usable[i]}: {counts[i]}" for i in np.argsort(counts)[:3])
+        log(f"[INFO] {len(usable)} classes, {counts.min()} to {counts.max()} images each "
+            f"(median {int(np.median(counts))}); the smallest: {smallest}")
     return Data(folder, usable, labels)
 
 

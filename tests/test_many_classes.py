@@ -71,3 +71,18 @@ def test_run_page_lists_worst_classes_with_a_note(evaluated):
     assert 'id="classes-listed"' in page and "the table shows the" in page
     assert "Largest confusions" in page and "0008 taken for 0009" in page
     assert 'class="scroll tall"' in page  # the 60-row data table scrolls
+
+
+def test_training_logs_one_short_line_of_counts_for_many_classes(tmp_path):
+    from conftest import make_image, training_settings
+    from pyimagesearch import training
+
+    for index in range(25):
+        for copy in range(1 + (index == 3)):  # class 03 has two images, the others one
+            make_image(tmp_path / "data" / f"{index:02d}" / f"{copy}.png",
+                       color=(index * 9, 255 - index * 9, copy * 100))
+    lines = []
+    training.load_data(training_settings(tmp_path), lines.append)
+    counts = [line for line in lines if "classes," in line]
+    assert counts == ["[INFO] 25 classes, 1 to 2 images each (median 1); the smallest: "
+                      "00: 1, 01: 1, 02: 1"]
