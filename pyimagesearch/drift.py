@@ -127,7 +127,7 @@ def check_folder(classifier, folder, batch_size=32, log=print, chunk=256):
     folder holds no readable image. Images are decoded `chunk` at a time.
     """
     from pyimagesearch.imageio import UnreadableImageError, load_image
-    from pyimagesearch.inference import find_images
+    from pyimagesearch.imageio import find_images
 
     if classifier.head is None or classifier.head.validation is None or \
             not classifier.head.answers_unknown:

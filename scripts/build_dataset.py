@@ -112,6 +112,20 @@ def save_palette_png(image: Image.Image, path: Path) -> None:
          .save(path, optimize=True)
 
 
+def unique_frames(gif_bytes: bytes, seen: set) -> list[tuple[int, Image.Image]]:
+    """sprite_frames of one animation, less frames already in `seen` (pixel hashes; updated).
+
+    Identical frames (held poses, loops) are kept once across a species' animations.
+    """
+    unique = []
+    for index, image in sprite_frames(gif_bytes):
+        key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).digest()
+        if key not in seen:
+            seen.add(key)
+            unique.append((index, image))
+    return unique
+
+
 def build_class(archive, dex, out_dir: Path, max_frames) -> list[Path]:
     """Write the class's frames into out_dir; return the paths written."""
     out_dir.mkdir(parents=True)
@@ -119,13 +133,7 @@ def build_class(archive, dex, out_dir: Path, max_frames) -> list[Path]:
     written = []
     for variant, subdir in VARIANTS.items():
         gif = read_member(archive, f"{ANIMATED_DIR}/{subdir}{dex}.gif")
-        unique = []
-        for index, image in sprite_frames(gif):
-            key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).digest()
-            if key not in seen:
-                seen.add(key)
-                unique.append((index, image))
-        for index, image in evenly_spaced(unique, max_frames):
+        for index, image in evenly_spaced(unique_frames(gif, seen), max_frames):
             save_palette_png(image, out_dir / f"{variant}_{index:03d}.png")
             written.append(out_dir / f"{variant}_{index:03d}.png")
     return written

@@ -32,7 +32,6 @@ Run from the repository root, in the data venv (requirements-data.txt):
 """
 import argparse
 import csv
-import hashlib
 import io
 import shutil
 import sys
@@ -44,7 +43,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_dataset import (ANIMATED_DIR, DREAM_WORLD_DIR, PACKAGE,  # noqa: E402
-                           check_integrity, evenly_spaced, save_palette_png, sprite_frames)
+                           check_integrity, evenly_spaced, save_palette_png, unique_frames)
 
 NUM_SPECIES = 649  # generation V ends at Genesect
 # variant -> (sub-folder of the animated sprites, pose group)
@@ -97,13 +96,7 @@ def build_species(members, dex, out_dir: Path, frames_per_animation, size):
         if gif is None:
             print(f"[WARNING] #{dex}: no {variant} animation in the package", file=sys.stderr)
             continue
-        unique = []
-        for index, image in sprite_frames(gif):
-            key = hashlib.sha1(image.tobytes() + repr(image.size).encode()).digest()
-            if key not in seen:
-                seen.add(key)
-                unique.append((index, image))
-        for index, image in evenly_spaced(unique, frames_per_animation):
+        for index, image in evenly_spaced(unique_frames(gif, seen), frames_per_animation):
             if size:
                 image = image.resize((size, size), Image.Resampling.LANCZOS)
             path = out_dir / f"{variant}_{index:03d}.png"
