@@ -147,16 +147,12 @@ def plot_reliability(before, after, path, part="test", temperature=1.0):
         axis.bar([row["low"] for row in filled], [row["accuracy"] for row in filled],
                  width=width, align="edge", color="#4c78a8", edgecolor="white",
                  label="accuracy in the bin")
-        # The gap between a bin's accuracy and its mean confidence: red above
-        # the bar (over-confident), orange inside it (under-confident).
-        for sign, color, label in ((1, "#e45756", "over-confident by"),
-                                   (-1, "#f2a541", "under-confident by")):
-            gaps = [row for row in filled if sign * (row["confidence"] - row["accuracy"]) > 0]
-            axis.bar([row["low"] for row in gaps],
-                     [abs(row["confidence"] - row["accuracy"]) for row in gaps],
-                     bottom=[min(row["confidence"], row["accuracy"]) for row in gaps],
-                     width=width, align="edge", color=color, alpha=0.55, edgecolor=color,
-                     hatch="//", label=label)
+        # Each bin's mean confidence as a black tick: above the bar's top the
+        # model was over-confident there, below it under-confident. (Filled gap
+        # bars painted over an under-confident bar hid its real height.)
+        axis.hlines([row["confidence"] for row in filled], [row["low"] for row in filled],
+                    [row["high"] for row in filled], colors="black", linewidth=2.2,
+                    label="mean confidence in the bin")
         for row in filled:
             axis.text(row["low"] + width / 2, 0.02, str(row["count"]), ha="center",
                       fontsize=7, color="white" if row["accuracy"] > 0.08 else "#1d2330")
