@@ -55,6 +55,17 @@ def resolve(settings):
     if settings.get("channels") is None:
         settings["channels"] = network.default_channels
     settings["arch"] = name
+    weights = settings.get("weights")
+    if weights is None:  # no --weights: the network's own default (ImageNet for the Lites)
+        settings["weights"] = weights = network.default_weights
+    # --weights none (random initial weights) stays "none" in the settings, so that
+    # resolving them again cannot turn it back into the default.
+    if weights == "imagenet" and not network.pretrained:
+        raise ArchitectureError(f"--weights imagenet: --arch {name} has no pretrained weights; "
+                                f"networks that do: {', '.join(pretrained_names())}")
+    if network.pretrained and settings["channels"] == 1 and weights not in (None, "none"):
+        raise ArchitectureError(f"--channels 1: --arch {name}'s pretrained weights take colour "
+                                "images; leave --channels out (3), or pass --weights none")
     if settings["image_size"] < network.min_size:
         raise ArchitectureError(f"--image-size {settings['image_size']} is too small for "
                                 f"--arch {name}: the smallest that works is {network.min_size}")
@@ -71,6 +82,11 @@ def resolve(settings):
     return settings
 
 
+def pretrained_names():
+    registry = networks()
+    return [name for name in registry.names() if registry.get(name).pretrained]
+
+
 def two_phase_names():
     registry = networks()
     return [name for name in registry.names() if registry.get(name).two_phase]
@@ -79,6 +95,7 @@ def two_phase_names():
 def build_model(num_classes, settings):
     """The network of `settings`, compiled for phase one; bad --weights -> ArchitectureError."""
     weights = settings.get("weights")
+    weights = None if weights == "none" else weights
     try:
         model = networks().build(arch(settings), image_size=settings["image_size"],
                                  channels=settings["channels"], num_classes=num_classes,
@@ -111,17 +128,41 @@ def new_state_fields(settings):
     """What a fresh run's state records about its phases (nothing for one-phase networks)."""
     if not networks().get(arch(settings)).two_phase:
         return {}
+    return {"phase": 1, "phase_one_epochs": settings["epochs"] - fine_tune_epochs(settings)}
+
+
+def fine_tune_epochs(settings):
+    """Phase two's epochs: --fine-tune-epochs, else the network's default (or half)."""
     fine_tune = settings.get("fine_tune_epochs")
     if fine_tune is None:
-        fine_tune = settings["epochs"] // 2
-    return {"phase": 1, "phase_one_epochs": settings["epochs"] - fine_tune}
+        default = networks().get(arch(settings)).default_fine_tune_epochs
+        fine_tune = settings["epochs"] // 2 if default is None else default
+    return min(fine_tune, settings["epochs"])
 
 
 def phases(settings, state):
-    """[(phase, last epoch of it)], in order: [(1, epochs)] or [(1, k), (2, epochs)]."""
+    """[(phase, last epoch of it)], in order: [(1, epochs)] or [(1, k), (2, epochs)].
+
+    No phase two when it has no epochs (the EfficientNet-Lites by default)."""
     if "phase_one_epochs" not in state:
         return [(1, settings["epochs"])]
-    return [(1, min(state["phase_one_epochs"], settings["epochs"])), (2, settings["epochs"])]
+    first = min(state["phase_one_epochs"], settings["epochs"])
+    if first >= settings["epochs"] and state.get("phase", 1) == 1:
+        return [(1, settings["epochs"])]
+    return [(1, first), (2, phase_two_end(settings, state))]
+
+
+def phase_two_end(settings, state):
+    """The last epoch of phase two. A network whose head trains on cached features (the
+    Lites) fine-tunes exactly --fine-tune-epochs after the epoch phase one stopped at
+    (patience stops the head early, in seconds); transfer runs on to --epochs."""
+    if not networks().get(arch(settings)).feature_cache:
+        return settings["epochs"]
+    start = state.get("phase_two_start")
+    if start is None:  # phase one not over yet: at the latest, at its planned end
+        start = min(state["phase_one_epochs"], state["epoch"]) if state.get("phase", 1) == 2 \
+            else state["phase_one_epochs"]
+    return min(start + fine_tune_epochs(settings), settings["epochs"])
 
 
 def start_fine_tuning(model, state, settings, checkpoint, log):
@@ -134,6 +175,7 @@ def start_fine_tuning(model, state, settings, checkpoint, log):
     transfer.freeze_backbone(model, False)
     compile_model(model, settings, lr_factor=factor)  # a change of trainable needs a compile
     state["phase"], state["wait"], state["lr_wait"] = 2, 0, 0
+    state["phase_two_start"] = state["epoch"]
     state["lr"] = settings["lr"] * factor
     log(f"[INFO] phase two after epoch {state['epoch']}: fine-tuning the whole network "
         f"from {start} at learning rate {state['lr']:g}")

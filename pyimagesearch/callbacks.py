@@ -85,11 +85,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
     to disk with the next checkpoint; `restore_best(model)` puts them back.
     A loss that turns NaN or infinite stops training at once (`diverged`
     names the epoch) and such an epoch is never kept as the best.
+
+    weights_model: the model whose weights are kept and checkpointed, when it is not
+    the one being fitted (frozen.py fits a head that shares its layers with it).
     """
 
     def __init__(self, run_folder, state, patience, every_seconds=0.0, clock=time.monotonic,
-                 plateau=None):
+                 plateau=None, weights_model=None):
         super().__init__()
+        self.weights_model = weights_model
         self.run_folder, self.state, self.patience = run_folder, state, patience
         # {"patience": n, "factor": f, "min_lr": m}: multiply the learning rate by f
         # after n epochs without a lower val_loss (Keras's ReduceLROnPlateau, but
@@ -129,7 +133,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         reference = state.get("counted_val_loss", state["best_val_loss"])
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
             state["best_val_loss"], state["best_epoch"] = val_loss, epoch + 1
-            self.best_weights = self.model.get_weights()  # (copies) held until the next save
+            self.best_weights = self._kept().get_weights()  # (copies) held until the next save
         # Patience and the plateau rule count only a real improvement: MIN_IMPROVEMENT
         # lower than the best counted so far. At a small learning rate the loss keeps
         # creeping down by fractions of a percent, which bought no test accuracy on
@@ -146,7 +150,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             print(f"[INFO] val_loss not 1% lower for {self.patience} epochs: stopping early")
             self.model.stop_training = True
         elif self.clock() - self.last_saved >= self.every_seconds:
-            self.save(self.model, at_epoch_end=True)
+            self.save(self._kept(), at_epoch_end=True)
+
+    def _kept(self):
+        return self.model if self.weights_model is None else self.weights_model
 
     def _reduce_on_plateau(self, improved):
         state, plateau = self.state, self.plateau
@@ -182,13 +189,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
 class KeepEpochs(keras.callbacks.Callback):
     """train.py --keep-epochs: write every completed epoch's weights (run_files.py)."""
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, weights_model=None):
         super().__init__()
         self.model_path = model_path
+        self.weights_model = weights_model  # as EpochCheckpoint's
 
     def on_epoch_end(self, epoch, logs=None):
         from pyimagesearch import run_files
 
         logs = logs or {}
         if all(math.isfinite(float(logs.get(key, 0.0))) for key in ("loss", "val_loss")):
-            run_files.save_epoch(self.model_path, epoch + 1, self.model.get_weights())
+            model = self.model if self.weights_model is None else self.weights_model
+            run_files.save_epoch(self.model_path, epoch + 1, model.get_weights())

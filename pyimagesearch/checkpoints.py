@@ -37,7 +37,7 @@ from pyimagesearch.dataset import DatasetError
 
 # Settings that must match for a checkpoint to be continued meaningfully.
 RESUME_KEYS = ("arch", "image_size", "channels", "val_split", "test_split", "seed", "augmenter", "batch_size", "lr",
-               "lr_schedule", "class_weight", "color_augment")
+               "lr_schedule", "class_weight", "color_augment", "weights")
 # What a checkpoint written before a setting existed was trained with.
 OLDER_DEFAULTS = {"lr_schedule": "tutorial", "class_weight": "none", "color_augment": False,
                   "arch": "smallervggnet", "channels": 3}

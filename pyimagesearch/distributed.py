@@ -71,6 +71,9 @@ def check_settings(settings):
                          f"e.g. --batch-size {max(count, settings['batch_size'] // count * count)}")
     if settings.get("tensorboard"):
         raise ValueError("--tensorboard is not available with --workers yet; leave one out")
+    if str(settings.get("arch") or "").startswith("efficientnet-lite"):
+        raise ValueError(f"--workers is not for --arch {settings['arch']}: its head trains on "
+                         "cached features in one process in seconds; leave --workers out")
 
 
 def fit_in_workers(run, data, settings, log):

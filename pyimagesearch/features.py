@@ -29,8 +29,19 @@ def last_dense(model):
 
 
 def last_feature_map(model):
-    """The output tensor of the last top-level layer with a 4-D (N, H, W, C) output, or None."""
+    """The output tensor of the last top-level layer with a 4-D (N, H, W, C) output, or None.
+
+    None for a network with a pretrained backbone (a nested model that pools its own
+    last map): its pooled features are the penultimate ones, and what lies before the
+    backbone is the image itself (or its grey copy), no feature map at all.
+    """
+    import keras
+
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
+        return None
     for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            return None
         output = getattr(layer, "output", None)
         if output is not None and len(output.shape) == 4:
             return output

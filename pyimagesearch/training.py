@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyimagesearch import dataset as dataset_lib
-from pyimagesearch import architecture, drift, interrupts, locking, persistence, run_files
+from pyimagesearch import architecture, drift, frozen, interrupts, locking, persistence, \
+    run_files
 from pyimagesearch.cli import import_tensorflow_quietly
 from pyimagesearch.litert import export_tflite
 from pyimagesearch.plots import plot_history
@@ -179,6 +180,7 @@ class Run:
     tensorboard: object = None  # tensorboard_logs.TensorBoardLogger with --tensorboard
     head: object = None  # confidence.Head, set by fit_confidence()
     features: object = None  # rows -> (penultimate, distance) features, set by fit_confidence()
+    pooled: object = None  # (N, F) frozen backbone features of every row (frozen.py)
     calibration: dict = None  # ECE before/after and reliability bins on the held-out part
     started: float = 0.0  # time.monotonic() when train() began
 
@@ -248,15 +250,19 @@ def fit(run, data, settings, log, worker=None):
         class_weights = pipeline.balanced_class_weights(labels[run.split.train], classes)
         log("[INFO] class weights (balanced): " + ", ".join(
             f"{name} {weight:.2f}" for name, weight in zip(data.class_names, class_weights)))
-    if worker is None:
-        train_data = pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
-                                           True, seed, settings["augmenter"],
-                                           color=setting(settings, "color_augment"),
-                                           class_weights=class_weights)
-        val_data = pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
+    if worker is None:  # made when an image phase starts (frozen.py's needs none)
+        def train_data():
+            return pipeline.make_dataset(images, labels, run.split.train, classes, batch_size,
+                                         True, seed, settings["augmenter"],
+                                         color=setting(settings, "color_augment"),
+                                         class_weights=class_weights)
+
+        def val_data():
+            return pipeline.make_dataset(images, labels, run.split.val, classes, batch_size,
                                          False, seed)
     else:
-        train_data, val_data = worker.datasets(data, run.split, class_weights)
+        datasets = worker.datasets(data, run.split, class_weights)
+        train_data, val_data = (lambda: datasets[0]), (lambda: datasets[1])
     plateau = None
     if setting(settings, "lr_schedule") == "plateau":
         plateau = {"patience": PLATEAU["patience"], "factor": PLATEAU["factor"],
@@ -286,13 +292,27 @@ def fit(run, data, settings, log, worker=None):
     for phase, last_epoch in architecture.phases(settings, state):
         if phase > state.get("phase", 1):
             architecture.start_fine_tuning(run.model, state, settings, run.checkpoint, log)
+            last_epoch = architecture.phase_two_end(settings, state)
         patience_over = bool(settings["patience"]) and state["wait"] >= settings["patience"]
         if state["epoch"] >= last_epoch or patience_over:
             continue  # this phase is done (a resumed run)
-        log(f"[INFO] training for up to {last_epoch} epochs...")
-        run.model.fit(train_data, validation_data=val_data, epochs=last_epoch,
-                      initial_epoch=state["epoch"],
-                      callbacks=[recalibrate, run.checkpoint] + extra, shuffle=False, **options)
+        if phase == 1 and worker is None and frozen.uses_cached_features(settings):
+            # The head alone on the frozen backbone's cached features (frozen.py):
+            # the callbacks keep and checkpoint the whole model, whose layers it shares.
+            kept = [callback for callback in [run.checkpoint] + extra
+                    if hasattr(callback, "weights_model")]
+            for callback in kept:
+                callback.weights_model = run.model
+            frozen.fit_head(run, data, settings, log, last_epoch, [run.checkpoint] + extra,
+                            class_weights, options)
+            for callback in kept:
+                callback.weights_model = None
+        else:
+            log(f"[INFO] training for up to {last_epoch} epochs...")
+            run.model.fit(train_data(), validation_data=val_data(), epochs=last_epoch,
+                          initial_epoch=state["epoch"],
+                          callbacks=[recalibrate, run.checkpoint] + extra, shuffle=False,
+                          **options)
         trained = True
         check_diverged(run, settings)
     if not trained:
@@ -347,14 +367,25 @@ def fit_confidence(run, data, settings, log):
     from pyimagesearch import confidence
     from pyimagesearch.features import FeatureExtractor
 
-    extract = FeatureExtractor(run.model)
-    run.features = lambda rows: features_of(extract, data, rows, settings["batch_size"])
     rng = np.random.default_rng(settings["seed"])
     train_rows, val_rows = (sample_rows(rows, MAX_CONFIDENCE_ROWS, rng)
                             for rows in (run.split.train, run.split.val))
-    train = features_of(extract, data, train_rows, settings["batch_size"], keep="distance")
-    val = features_of(extract, data, val_rows, settings["batch_size"], keep="logits")
-    run.head = confidence.Head.fit(extract.kernel, extract.bias, train, data.labels[train_rows],
+    if frozen.uses_cached_features(settings) and run.state.get("phase", 1) == 1:
+        # The backbone never changed: its cached pooled features are the penultimate
+        # features (dropout is the identity at inference) and the distance features
+        # (features.py) alike, so no image goes through the network again.
+        pooled = frozen.pooled_features(run, data, settings, log)
+        kernel, bias = run.model.get_layer("logits").get_weights()
+        run.features = lambda rows: (pooled[np.asarray(rows)], pooled[np.asarray(rows)])
+        train = (None, pooled[train_rows])
+        val = (pooled[val_rows] @ kernel + bias, pooled[val_rows])
+    else:
+        extract = FeatureExtractor(run.model)
+        kernel, bias = extract.kernel, extract.bias
+        run.features = lambda rows: features_of(extract, data, rows, settings["batch_size"])
+        train = features_of(extract, data, train_rows, settings["batch_size"], keep="distance")
+        val = features_of(extract, data, val_rows, settings["batch_size"], keep="logits")
+    run.head = confidence.Head.fit(kernel, bias, train, data.labels[train_rows],
                                    val, data.labels[val_rows], val_logits=True)
     if not run.head.answers_unknown:
         log(f"[INFO] confidence: only {len(val_rows)} validation images (fewer than "

@@ -42,22 +42,27 @@ def parse_args(argv=None):
     network.add_argument("--image-size", type=cli.image_size, default=None,
                          help="images are resized to this many pixels square (default: the "
                               "network's own: 96 for smallervggnet, 28 for the digit "
-                              "networks, 32 for the CIFAR ones, 224 for transfer); too small "
+                              "networks, 32 for the CIFAR ones, 224 for transfer and "
+                              "efficientnet-lite0, 260 for efficientnet-lite2); too small "
                               "for the network is an error naming the smallest that works")
     network.add_argument("--channels", type=int, choices=(1, 3), default=None,
                          help="1: the network sees grey images, 3: colour (default: the "
                               "network's own: 1 for the digit and MNIST networks, else 3); "
                               "classify.py needs no flag either way")
-    network.add_argument("--weights", default=None, metavar="imagenet|FILE",
-                         help="transfer: the backbone's weights, 'imagenet' (downloaded once "
-                              "by Keras) or a weights file of MobileNetV3Small; other "
-                              "networks: a weights file saved from the same network to start "
-                              "from (default: random)")
+    network.add_argument("--weights", default=None, metavar="imagenet|none|FILE",
+                         help="efficientnet-lite0/-lite2: ImageNet weights by default, from "
+                              "their pip packages (nothing is downloaded); 'none' trains from "
+                              "random weights. transfer: 'imagenet' (downloaded once by Keras) "
+                              "or a weights file of MobileNetV3Small. Other networks: a "
+                              "weights file saved from the same network to start from "
+                              "(default: the network's own: ImageNet for the Lites, else random)")
     network.add_argument("--fine-tune-epochs", type=cli.non_negative_int, default=None,
                          metavar="N",
-                         help="transfer: epochs of phase two, fine-tuning the whole network at "
-                              "a lower learning rate after phase one trained the head on a "
-                              "frozen backbone (default: half of --epochs)")
+                         help="two-phase networks (transfer, efficientnet-lite*): epochs of "
+                              "phase two, fine-tuning the whole network at a lower learning "
+                              "rate (batch norm frozen) after phase one trained the head on "
+                              "the frozen backbone (default: 0 for the Lites, whose head trains "
+                              "on cached features in seconds; half of --epochs for transfer)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=cli.positive_int, default=100,
                           help="maximum number of epochs (default: %(default)s, the tutorial's)")
@@ -157,9 +162,9 @@ def parse_args(argv=None):
                      "too little to train on; keep their sum under 0.9")
     if not os.path.isdir(args.dataset):
         parser.error(f"argument -d/--dataset: folder not found: {args.dataset}")
-    if args.weights not in (None, "imagenet") and not os.path.isfile(args.weights):
-        parser.error(f"argument --weights: file not found: {args.weights} (give 'imagenet' "
-                     "or a weights file)")
+    if args.weights not in (None, "imagenet", "none") and not os.path.isfile(args.weights):
+        parser.error(f"argument --weights: file not found: {args.weights} (give 'imagenet', "
+                     "'none' or a weights file)")
     if args.tensorboard and os.path.exists(args.tensorboard) and not os.path.isdir(
             args.tensorboard):
         parser.error(f"argument --tensorboard: {args.tensorboard} is a file; give a folder")

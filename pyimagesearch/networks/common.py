@@ -33,6 +33,13 @@ class Network:
       at the learning rate times `fine_tune_lr_factor` (see networks.transfer).
     pretrained: `build` takes `weights` ("imagenet" or a weights file of the backbone).
     litert: converts to LiteRT with built-in ops only.
+    default_weights: what `weights` is when train.py is given no --weights ("imagenet"
+      for a network whose pretrained weights arrive with pip; None: random).
+    feature_cache: phase one trains the head alone on the frozen backbone's pooled
+      features, computed once per image and cached (pyimagesearch/frozen.py), rather
+      than on augmented images through the whole network.
+    default_fine_tune_epochs: phase two's epochs when --fine-tune-epochs is not given
+      (None: half of --epochs).
     """
 
     name: str
@@ -47,6 +54,9 @@ class Network:
     pretrained: bool = False
     litert: bool = True
     fine_tune_lr_factor: float | None = None
+    default_weights: str | None = None
+    feature_cache: bool = False
+    default_fine_tune_epochs: int | None = None
 
 
 def smallest_size(feature_size):
