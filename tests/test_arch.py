@@ -134,7 +134,8 @@ def test_resolve_gives_each_network_its_own_size_and_channels_and_refuses_the_re
         "image_size"] == 40
     for settings, fragment in [({"arch": "smallervggnet", "image_size": 11}, "smallest that works is 12"),
                                ({"arch": "no-such-net"}, "valid names: "),
-                               ({"arch": "cnn", "fine_tune_epochs": 1}, "two-phase networks (transfer)"),
+                               ({"arch": "cnn", "fine_tune_epochs": 1},
+                                "two-phase networks (efficientnet-lite0, efficientnet-lite2, transfer)"),
                                ({"arch": "transfer", "fine_tune_epochs": 4}, "more than --epochs 3")]:
         with pytest.raises(ArchitectureError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
             resolve(dict(settings, epochs=3))

@@ -157,13 +157,14 @@ def test_bad_arguments_are_one_line_value_errors():
 
 
 def test_registry_entries_are_complete():
-    assert NAMES == sorted(NAMES) and len(NAMES) == 10
+    assert NAMES == sorted(NAMES) and len(NAMES) == 12
     for name in NAMES:
         network = networks.get(name)
         assert network.name == name and network.description and "\n" not in network.description
         assert network.default_size >= network.min_size >= 1
         assert network.default_channels in (1, 3)
-        assert network.two_phase == (name == "transfer")
+        assert network.two_phase == network.pretrained == \
+            (name in ("transfer", "efficientnet-lite0", "efficientnet-lite2"))
         assert network.sequence == (name in ("rnn", "birnn", "cnn-rnn"))
 
 

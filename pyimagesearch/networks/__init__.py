@@ -18,7 +18,8 @@ Adding a network: one file in this package that defines its `build` and a list
 import numbers
 import os
 
-from pyimagesearch.networks import book, cifar_article, digits, smallervggnet, transfer
+from pyimagesearch.networks import (book, cifar_article, digits, efficientnet_lite,
+                                    smallervggnet, transfer)
 from pyimagesearch.networks.common import LOGITS, Network
 
 __all__ = ["Network", "build", "feature_layer", "get", "names"]
@@ -29,6 +30,7 @@ FAMILIES = [
     book,
     cifar_article,
     transfer,
+    efficientnet_lite,
 ]
 
 _REGISTRY = {network.name: network for family in FAMILIES for network in family.NETWORKS}
