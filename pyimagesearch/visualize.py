@@ -12,10 +12,23 @@ last conv after that conv's activation, which is what the next block sees.
 import numpy as np
 
 
-def conv_layers(model):
-    """The model's Conv2D layers, input to output."""
+def backbone(model):
+    """The nested pretrained network (transfer, efficientnet-lite*) inside `model`, or None.
+
+    Its layers are where the convolutions are: the outer model only holds the input
+    (and a fixed grey conversion), the backbone, and the new head."""
     import keras
 
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+
+
+def conv_layers(model):
+    """The model's Conv2D layers, input to output (a backbone's, for a pretrained network)."""
+    import keras
+
+    inner = backbone(model)
+    if inner is not None:
+        return [layer for layer in inner.layers if isinstance(layer, keras.layers.Conv2D)]
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
 
 
@@ -27,6 +40,9 @@ def block_outputs(model):
     """
     import keras
 
+    inner = backbone(model)
+    if inner is not None:
+        return _backbone_blocks(inner)
     layers = model.layers
     ends = []
     for conv in conv_layers(model):
@@ -38,6 +54,25 @@ def block_outputs(model):
             ends[-1] = (resolution, shown)  # same block: keep its last conv
         else:
             ends.append((resolution, shown))
+    return [(f"block {number}", layer) for number, (_, layer) in enumerate(ends, start=1)]
+
+
+def _backbone_blocks(inner):
+    """A backbone's blocks: at each resolution, the last activation or residual sum (what
+    the next stage sees: EfficientNet's blocks end in a linear projection plus a skip)."""
+    import keras
+
+    kinds = (keras.layers.Activation, keras.layers.ReLU, keras.layers.Add)
+    ends = []
+    for layer in inner.layers:
+        shape = getattr(layer, "output", None)
+        if not isinstance(layer, kinds) or shape is None or len(shape.shape) != 4:
+            continue
+        resolution = tuple(layer.output.shape[1:3])
+        if ends and ends[-1][0] == resolution:
+            ends[-1] = (resolution, layer)
+        else:
+            ends.append((resolution, layer))
     return [(f"block {number}", layer) for number, (_, layer) in enumerate(ends, start=1)]
 
 
@@ -69,6 +104,18 @@ def _forward(model, inputs, layers, watch=None):
     """
     import keras
 
+    inner = backbone(model)
+    if inner is not None:  # the outer layers one by one, the backbone as one probe
+        probe = keras.Model(inner.inputs, [layer.output for layer in layers] + inner.outputs)
+        found, value, logits = [], inputs, None
+        for layer in model.layers[1:]:  # after the InputLayer
+            if layer is model.layers[-1]:
+                logits = _logits(layer, value)
+            if layer is inner:
+                *found, value = probe([value], training=False)
+            else:
+                value = layer(value, training=False)
+        return list(found) + [value, logits]
     if not isinstance(model, keras.Sequential):
         probe = keras.Model(model.inputs, [layer.output for layer in layers] + model.outputs[:1])
         *found, probabilities = probe([inputs], training=False)

@@ -155,3 +155,17 @@ def ctrl_c_reaches_python():
 def with_ctrl_c():
     """preexec_fn for a child that must react to SIGINT even when we were started ignoring it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def user_cache_in_tmp(tmp_path_factory):
+    """The user's cache folder (converted pretrained weights: pyimagesearch/pretrained.py)
+    points into this session's temporary folder, for this process and its children:
+    tests never write ~/.cache, and each worker converts the weights it needs once."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.getbasetemp() / "xdg-cache")
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved

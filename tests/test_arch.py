@@ -193,7 +193,8 @@ def test_transfer_interrupted_in_phase_two_resumes_there_and_not_as_another_netw
 # Every network through the whole product, in-process and small: train (one epoch),
 # the Python API through the LiteRT copy and through Keras (the two must agree), and
 # evaluate.py's code. Sizes: each network's smallest that is cheap (transfer needs 32).
-EVERY_SIZE = {"transfer": 32, "smallervggnet": 24}
+EVERY_SIZE = {"transfer": 32, "smallervggnet": 24, "efficientnet-lite0": 32,
+              "efficientnet-lite2": 32}
 
 
 @pytest.mark.parametrize("arch", sorted(__import__("pyimagesearch.networks",

