@@ -3,6 +3,9 @@
     /tmp/datavenv/bin/python bench/build_photos.py --output bench/data/photos   # once
     python bench/bench_unknown.py --dataset dataset --unknown-class pikachu \
         --photos bench/data/photos                                   # ~10 min on 2 cores
+    python bench/bench_unknown.py --dataset bench/data/shift/train --unknown-class gengar \
+        --other-style bench/data/shift/test --archs smallervggnet,efficientnet-lite0 \
+        --train-flags ""                          # issue 22: the two networks side by side
 
 Trains train.py (its defaults) on the bundled dataset without one class, then
 scores four kinds of images with the kept model:
@@ -90,24 +93,65 @@ def main():
     parser.add_argument("--dataset", default="dataset")
     parser.add_argument("--unknown-class", default="pikachu")
     parser.add_argument("--photos", default="bench/data/photos")
+    parser.add_argument("--other-style", default=None, metavar="DIR",
+                        help="images of the known classes in another style (class folders, "
+                             "e.g. bench/data/shift/test): share answered right and unknown")
+    parser.add_argument("--archs", default="smallervggnet",
+                        help="comma-separated networks, side by side (e.g. "
+                             "smallervggnet,efficientnet-lite0)")
     # The bundled classes are 4 animations each (groups.csv): a quarter each for
     # validation and test holds one whole unseen animation per class out of training.
     parser.add_argument("--train-flags", default="--val-split 0.25 --test-split 0.25",
                         help="extra train.py flags, one string")
-    parser.add_argument("--model", help="reuse a model trained earlier by this bench (skip training)")
+    parser.add_argument("--model", help="reuse a model trained earlier by this bench (skip "
+                                        "training; one network)")
     args = parser.parse_args()
 
     results = os.path.join(REPO, "bench", "results", time.strftime("unknown-%Y%m%d-%H%M%S"))
     os.makedirs(results)
     folder = known_folder(os.path.join(REPO, args.dataset), args.unknown_class,
                           os.path.join(results, "known"))
-    model_path = args.model or os.path.join(results, "known.model")
+    summaries = {}
+    for arch in [name.strip() for name in args.archs.split(",") if name.strip()]:
+        summaries[arch] = measure(arch, args, folder, results)
+        with open(os.path.join(results, "summary.json"), "w") as handle:
+            json.dump(summaries, handle, indent=2)
+    if len(summaries) > 1:
+        print_side_by_side(summaries)
+    print(f"\nresults in {results}")
+
+
+def print_side_by_side(summaries):
+    """The product's score (mahalanobis) of every network, one row each."""
+    print("\nthe product's unknown rule (mahalanobis, threshold: 5% of validation images)")
+    print("| network | test accuracy | known test unknown | photographs unknown | AUROC photos "
+          "| fifth class unknown | AUROC fifth | other style right | other style unknown "
+          "| train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for arch, summary in summaries.items():
+        row = summary["scores"]["mahalanobis"]
+        other = summary.get("other_style") or {}
+
+        def cell(value, form="{:.1%}"):
+            return "n/a" if value is None else form.format(value)
+
+        print(f"| {arch} | {cell(summary['calibration']['test_accuracy'])} "
+              f"| {cell(row['known test'])} | {cell(row['photographs'])} "
+              f"| {cell(row['AUROC photographs'], '{:.3f}')} | {cell(row['fifth class'])} "
+              f"| {cell(row['AUROC fifth class'], '{:.3f}')} | {cell(other.get('right'))} "
+              f"| {cell(other.get('unknown'))} | {cell(summary['train_seconds'], '{:.0f}')} |")
+
+
+def measure(arch, args, folder, results):
+    """Train `arch` on the known classes (or reuse --model) and score every kind of image."""
+    model_path = args.model or os.path.join(results, f"{arch}.model")
     wall = None
     if not args.model:
-        print(f"[bench] training on {sorted(os.listdir(folder))} (without {args.unknown_class})...",
-              flush=True)
-        wall = train(folder, model_path, args.train_flags.split(), os.path.join(results, "train.log"))
-        print(f"[bench] trained in {wall:.0f} s", flush=True)
+        print(f"[bench] {arch}: training on {sorted(os.listdir(folder))} (without "
+              f"{args.unknown_class})...", flush=True)
+        wall = train(folder, model_path, ["--arch", arch] + args.train_flags.split(),
+                     os.path.join(results, f"{arch}.train.log"))
+        print(f"[bench] {arch}: trained in {wall:.0f} s", flush=True)
 
     from pyimagesearch import confidence, dataset, features, inference, persistence, splitting
     from pyimagesearch.cli import import_tensorflow_quietly
@@ -138,6 +182,15 @@ def main():
                 if any(name in os.path.basename(path) for name in data.class_names)]
     images["known examples"] = (np.stack([inference.load_image(path, size) for path in examples]),
                                 None)
+    if args.other_style:  # known classes, another style: labelled by their folder names
+        other = dataset.load_image_folder(os.path.join(REPO, args.other_style), size,
+                                          settings["cache_dir"], log=lambda line: None)
+        index = {name: data.class_names.index(name) for name in other.class_names
+                 if name in data.class_names}
+        keep = np.asarray([other.class_names[label] in index for label in other.labels])
+        images["other style"] = (dataset.row_reader(other.images)(np.flatnonzero(keep)),
+                                 np.asarray([index[other.class_names[label]]
+                                             for label in other.labels[keep]]))
     features_of = {name: extract(pixels) for name, (pixels, _) in images.items()}
     labels = {name: images[name][1] for name in ("train", "val", "test")}
     parts = {name: (features_of[name][0], labels[name]) for name in ("train", "val", "test")}
@@ -183,7 +236,16 @@ def main():
         if len(test_labels) else None,
     }
     photos_max = confidence.softmax(head.logits(unknown["photographs"])).max(axis=1)
-    summary = {"unknown_class": args.unknown_class, "known_classes": data.class_names,
+    other_style = None
+    if "other style" in images:
+        threshold = table["mahalanobis"]["threshold"]
+        answers = head.answer(*features_of["other style"])
+        other_style = {"images": len(images["other style"][1]),
+                       "right": float(np.mean(answers[0].argmax(axis=1)
+                                              == images["other style"][1])),
+                       "unknown": float(np.mean(head.mahalanobis.distance(
+                           features_of["other style"][1]) > threshold))}
+    summary = {"arch": arch, "other_style": other_style, "unknown_class": args.unknown_class, "known_classes": data.class_names,
                "images": {"train": len(split.train), "val": len(split.val),
                           "known test": len(split.test),
                           **{name: len(values) for name, values in unknown.items()}},
@@ -192,7 +254,11 @@ def main():
     with open(os.path.join(results, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2)
 
-    print(f"\nknown classes: {', '.join(data.class_names)}; left out: {args.unknown_class}")
+    print(f"\n{arch}: known classes: {', '.join(data.class_names)}; left out: "
+          f"{args.unknown_class}")
+    if other_style:
+        print(f"other style ({args.other_style}): {other_style['right']:.1%} right, "
+              f"{other_style['unknown']:.1%} unknown of {other_style['images']}")
     print("images: " + ", ".join(f"{k} {v}" for k, v in summary["images"].items()))
     if not len(test_labels):
         print("the run has no test part (too few groups): the known-image column is n/a; "
@@ -212,7 +278,7 @@ def main():
         print(f"{score:<24}" + "".join(f"{'n/a' if v is None else f'{v:.1%}':>13}" for v in cells)
               + "".join(f"{'n/a' if v is None else f'{v:.3f}':>13}" for v in aurocs)
               + f"{row['known examples']:>16.0%}")
-    print(f"\nresults in {results}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -197,8 +197,9 @@ EVERY_SIZE = {"transfer": 32, "smallervggnet": 24, "efficientnet-lite0": 32,
               "efficientnet-lite2": 32}
 
 
-@pytest.mark.parametrize("arch", sorted(__import__("pyimagesearch.networks",
-                                                   fromlist=["names"]).names()))
+@pytest.mark.parametrize("arch", [  # Lite2 is Lite0's code: with `make test-all` only
+    pytest.param(name, marks=pytest.mark.slow) if name == "efficientnet-lite2" else name
+    for name in sorted(__import__("pyimagesearch.networks", fromlist=["names"]).names())])
 def test_every_network_trains_classifies_through_the_api_and_evaluates(arch, tmp_path):
     from pyimagesearch import Pokedex
     from pyimagesearch.commands.evaluate import main as evaluate

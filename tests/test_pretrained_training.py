@@ -42,16 +42,23 @@ def backbone_weights(model):
     return [np.asarray(w) for w in model.get_layer("backbone").get_weights()]
 
 
-def test_the_head_trains_on_features_computed_once_and_the_backbone_stays_imagenet(tmp_path):
-    root = tmp_path / "a folder with spaces"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One Lite0 run on cached features (shared by the tests that read its outputs)."""
+    root = tmp_path_factory.mktemp("lite0") / "a folder with spaces"
     make_dataset(root / "data")
     settings = training_settings(root, epochs=30, patience=0, lr=1e-2, **LITE)
     messages = []
     history = training.train(dict(settings), log=messages.append)
+    return {"root": root, "settings": settings, "messages": messages, "history": history}
+
+
+def test_the_head_trains_on_features_computed_once_and_the_backbone_stays_imagenet(trained):
+    root, settings, messages = trained["root"], trained["settings"], trained["messages"]
     assert any("features of 30 image(s) (0 cached)" in line for line in messages), messages
     assert any("training the head on the cached features" in line for line in messages)
     assert not any("phase two" in line for line in messages)  # no fine-tuning by default
-    assert max(history["val_accuracy"]) >= 0.8  # ImageNet features tell colours apart
+    assert max(trained["history"]["val_accuracy"]) >= 0.8  # ImageNet features tell colours apart
     cache = frozen.cache_path(dict(settings, weights="imagenet", image_size=32, channels=3))
     assert cache and (root / "cache").exists() and len(frozen.read_cache(cache)) == 30
 
@@ -65,11 +72,11 @@ def test_the_head_trains_on_features_computed_once_and_the_backbone_stays_imagen
     description = json.loads((root / "m.model.settings.json").read_text())
     assert description["architecture"] == "efficientnet-lite0"
 
-    messages.clear()  # another head setting, same images: nothing through the backbone
-    training.train(dict(settings, restart=True, class_weight="balanced", epochs=5),
-                   log=messages.append)
-    assert any("features of all 30 images are cached" in line for line in messages), messages
-    assert not any("computing the frozen backbone" in line for line in messages)
+    again = []  # another head setting, same images: nothing through the backbone
+    training.train(dict(settings, model=str(root / "again.model"), class_weight="balanced",
+                        epochs=5), log=again.append)
+    assert any("features of all 30 images are cached" in line for line in again), again
+    assert not any("computing the frozen backbone" in line for line in again)
 
 
 class CtrlCInEpoch(keras.callbacks.Callback):
@@ -187,8 +194,8 @@ def test_a_missing_weights_wheel_names_its_pip_install_line(tmp_path, capsys, mo
     assert not (tmp_path / "m.cache").exists()
 
 
-def test_every_export_of_a_lite0_model_gives_the_keras_probabilities(tmp_path):
-    """export.py --format all on a trained Lite0 model; each float format within 1e-4."""
+def test_every_export_of_a_lite0_model_gives_the_keras_probabilities(trained):
+    """export.py --format all on the trained Lite0 model; each float format within 1e-4."""
     import os
     import subprocess
     import sys
@@ -200,10 +207,7 @@ def test_every_export_of_a_lite0_model_gives_the_keras_probabilities(tmp_path):
     from pyimagesearch.exporters import runtimes
     from pyimagesearch.imageio import load_image
 
-    root = tmp_path / "my models"
-    make_dataset(root / "data", count=5)
-    settings = training_settings(root, epochs=2, **LITE)
-    training.train(dict(settings), log=lambda line: None)
+    root, settings = trained["root"], trained["settings"]
     exports = root / "all exports"
     result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "export.py"), "--model",
                              settings["model"], "--labelbin", settings["labelbin"], "--format",
