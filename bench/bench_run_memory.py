@@ -15,11 +15,13 @@ import os
 import runpy
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 ROWS = []
+STARTED = time.monotonic()
 
 
 def memory():
@@ -31,7 +33,7 @@ def memory():
 
 def mark(label):
     rss, peak = memory()
-    ROWS.append((label, rss, peak))
+    ROWS.append((label, rss, peak, time.monotonic() - STARTED))
     print(f"[memory] {label}: RSS {rss} MiB, peak so far {peak} MiB", flush=True)
 
 
@@ -96,9 +98,10 @@ def main():
     except SystemExit as stop:
         if stop.code:
             raise
-    print("\n| step | RSS (MiB) | peak so far (MiB) |\n| --- | --- | --- |")
-    for label, rss, peak in ROWS:
-        print(f"| {label} | {rss} | {peak} |")
+    print("\n| step | RSS (MiB) | peak so far (MiB) | seconds since start |\n"
+          "| --- | --- | --- | --- |")
+    for label, rss, peak, seconds in ROWS:
+        print(f"| {label} | {rss} | {peak} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

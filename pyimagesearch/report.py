@@ -94,7 +94,7 @@ def mistake_tiles(worst, class_names, model=None, to_inputs=None, image_size=Non
 
     if model is not None and not visualize.conv_layers(model):
         model = None  # Grad-CAM needs a conv layer
-    tiles = []
+    tiles, drawn = [], []  # drawn: (tile, image) of the mistakes whose file could be read
     for mistake in worst:
         tile = dict(mistake, name=os.path.basename(mistake["path"] or f"#{mistake['index']}"),
                     image_uri=None, heat_uri=None)
@@ -106,9 +106,12 @@ def mistake_tiles(worst, class_names, model=None, to_inputs=None, image_size=Non
         except UnreadableImageError:
             continue
         tile["image_uri"] = data_uri(png_bytes(Image.fromarray(image).resize((THUMBNAIL, THUMBNAIL))))
-        if model is not None:
-            heat, _, _ = visualize.grad_cam(model, to_inputs(image[None]),
-                                            class_names.index(mistake["predicted"]))
+        drawn.append((tile, image))
+    if model is not None and drawn:  # Grad-CAM for the wrong answers, all in one pass
+        images = np.stack([image for _, image in drawn])
+        heats, _, _ = visualize.grad_cams(model, to_inputs(images), [
+            class_names.index(tile["predicted"]) for tile, _ in drawn])
+        for (tile, image), heat in zip(drawn, heats):
             tile["heat_uri"] = data_uri(png_bytes(_overlay(image, visualize.upsample(
                 heat, image.shape[0])).resize((THUMBNAIL, THUMBNAIL))))
     return tiles
