@@ -225,3 +225,23 @@ def test_every_export_of_a_lite0_model_gives_the_keras_probabilities(trained):
         runner = runtimes.open_exported(str(path))
         np.testing.assert_allclose(runner.predict(images), expected, atol=1e-4, err_msg=suffix)
         assert runner.metadata["class_names"] == sorted(COLOURS)
+
+
+def test_a_damaged_weights_file_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from pyimagesearch import pretrained
+
+    real = pretrained.weights_file("efficientnet-lite0")
+    damaged = tmp_path / "efficientnet-lite0-57934424.pth"
+    with open(real, "rb") as handle:
+        data = bytearray(handle.read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the tensors
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "weights_file", lambda variant: str(damaged))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty cache"))  # nothing converted yet
+    make_dataset(tmp_path / "data", count=2)
+    code, _, err = run_main("train", ["-d", str(tmp_path / "data"), "-m", str(tmp_path / "m"),
+                                      "-l", str(tmp_path / "l"), "--arch",
+                                      "efficientnet-lite0", "--image-size", "32"], capsys)
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert code == 2 and len(lines) == 1 and "sha256" in lines[0], err
+    assert not (tmp_path / "m").exists()  # no model written
