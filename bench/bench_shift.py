@@ -15,12 +15,20 @@ unseen test part is classified by the model it saved:
                       cache (so decoding is in its time); classified by evaluate.py
     project-balanced  the same plus --class-weight balanced (cache warm)
     project-no-color  the defaults but --no-color-augment (cache warm)
+    lite0             --arch efficientnet-lite0 (ImageNet weights, head on cached
+                      features), its own 224 px cache cold: decoding and features timed
+    lite0-again       the same with --class-weight balanced: warm image and feature caches
+    lite0-fine-tune   lite0 plus --fine-tune-epochs 4
+    lite2             --arch efficientnet-lite2 at 260 px, cold
 
 Printed per configuration: test accuracy, recall of the small class, training
-wall time (process start to exit, saving included) and the training process's
-peak RSS (ru_maxrss from wait4; evaluation runs in a separate process). The
-targets (issue 11) compare `project` with `recipe`: test accuracy at least 5
-points higher, wall time at most a third, peak RSS at most the recipe's.
+wall time (process start to exit, saving included), the training process's
+peak RSS (ru_maxrss from wait4; evaluation runs in a separate process) and
+classify.py's cold time on one image (the LiteRT fast path, a fresh process).
+The targets of issue 11 compare `project` with `recipe`: test accuracy at least
+5 points higher, wall time at most a third, peak RSS at most the recipe's; those
+of issue 22 compare `lite0` with `project`: 20 points higher, a third of the wall
+time, no more peak RSS. Without `recipe` the ratios are against `project`.
 Results go to bench/results/shift-<time>/ (logs, metrics, summary.json).
 """
 
