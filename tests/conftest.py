@@ -169,3 +169,28 @@ def user_cache_in_tmp(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = saved
+
+
+def ctrl_c_in_epoch(monkeypatch, epoch):
+    """From now on every keras Model.fit raises KeyboardInterrupt (a Ctrl-C) in the middle
+    of epoch `epoch` (0-based); returns a function that puts the real fit back."""
+    import keras
+
+    class CtrlCInEpoch(keras.callbacks.Callback):
+        current = None
+
+        def on_epoch_begin(self, index, logs=None):
+            self.current = index
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.current == epoch:
+                raise KeyboardInterrupt
+
+    real_fit = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [CtrlCInEpoch()]
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return lambda: monkeypatch.setattr(keras.Model, "fit", real_fit)

@@ -27,30 +27,26 @@ def pad(x, kernel, stride):
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
-def conv(x, weight, stride=1):
-    """nn.Conv2d with groups=1, weight (O, I, k, k): a sum over the kernel offsets."""
-    kernel = weight.shape[2]
+def windows(x, kernel, stride):
+    """(i, j, window) for each kernel offset: the padded input's pixels that offset meets,
+    (N, C, ceil(H/stride), ceil(W/stride)). A conv is a sum over them."""
     height, width = math.ceil(x.shape[2] / stride), math.ceil(x.shape[3] / stride)
     x = pad(x, kernel, stride)
-    out = np.zeros((x.shape[0], weight.shape[0], height, width), np.float64)
     for i in range(kernel):
         for j in range(kernel):
-            window = x[:, :, i:i + stride * height:stride, j:j + stride * width:stride]
-            out += np.einsum("nchw,oc->nohw", window, weight[:, :, i, j], optimize=True)
-    return out
+            yield i, j, x[:, :, i:i + stride * height:stride, j:j + stride * width:stride]
+
+
+def conv(x, weight, stride=1):
+    """nn.Conv2d with groups=1, weight (O, I, k, k)."""
+    return sum(np.einsum("nchw,oc->nohw", window, weight[:, :, i, j], optimize=True)
+               for i, j, window in windows(x, weight.shape[2], stride))
 
 
 def depthwise(x, weight, stride):
     """nn.Conv2d with groups=channels, weight (C, 1, k, k)."""
-    kernel = weight.shape[2]
-    height, width = math.ceil(x.shape[2] / stride), math.ceil(x.shape[3] / stride)
-    x = pad(x, kernel, stride)
-    out = np.zeros((x.shape[0], x.shape[1], height, width), np.float64)
-    for i in range(kernel):
-        for j in range(kernel):
-            window = x[:, :, i:i + stride * height:stride, j:j + stride * width:stride]
-            out += window * weight[None, :, 0, i, j, None, None]
-    return out
+    return sum(window * weight[None, :, 0, i, j, None, None]
+               for i, j, window in windows(x, weight.shape[2], stride))
 
 
 def batch_norm(x, state, prefix):

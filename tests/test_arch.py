@@ -16,9 +16,8 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("tensorflow")
-import keras  # noqa: E402
 
-from conftest import REPO_ROOT, training_settings  # noqa: E402
+from conftest import REPO_ROOT, ctrl_c_in_epoch, training_settings  # noqa: E402
 from pyimagesearch import training  # noqa: E402
 from pyimagesearch.checkpoints import ResumeError  # noqa: E402
 
@@ -141,41 +140,20 @@ def test_resolve_gives_each_network_its_own_size_and_channels_and_refuses_the_re
             resolve(dict(settings, epochs=3))
 
 
-class CtrlCInEpoch(keras.callbacks.Callback):
-    """Ctrl-C in the middle of epoch `epoch` (0-based)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch, self.current = epoch, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_transfer_interrupted_in_phase_two_resumes_there_and_not_as_another_network(
         tmp_path, monkeypatch):
     root = tmp_path / "with space"
     make_dataset(root / "data", count=5)
     settings = training_settings(root, arch="transfer", image_size=32, epochs=2,
                                  fine_tune_epochs=1, batch_size=4, checkpoint_every=0.0)
-    real_fit = keras.Model.fit
-
-    def fit(self, *args, **kwargs):
-        kwargs["callbacks"] = list(kwargs["callbacks"]) + [CtrlCInEpoch(1)]
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit)
+    restore_fit = ctrl_c_in_epoch(monkeypatch, 1)
     messages = []
     with pytest.raises(training.Interrupted):
         training.train(dict(settings), log=messages.append)
     assert any("phase two after epoch 1" in message for message in messages)
     state = json.loads((root / "m.model.run" / "state.json").read_text())
     assert state["epoch"] == 1 and state["phase"] == 2 and state["phase_one_epochs"] == 1
-    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    restore_fit()
 
     with pytest.raises(ResumeError, match="--arch was transfer"):
         training.train(dict(settings, arch="cnn", fine_tune_epochs=None), log=messages.append)

