@@ -7,13 +7,17 @@ batching and the queue bound are checked on BatchingPredictor directly.
 import asyncio
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import BLUE, GREEN, RED, build_color_model, make_noise_image, run_main
+from conftest import (BLUE, GREEN, RED, REPO_ROOT, build_color_model, make_noise_image,
+                      run_main)
 from described import describe_as_trained
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -165,13 +169,16 @@ def test_chunked_upload_over_the_limit_is_413_while_streaming(trained):
         assert small.post("/predict", content=png_bytes(RED)).json()["label"] == "red"
 
 
-def _asgi_post(app, headers, body_chunks):
-    """POST /predict straight through ASGI; (status, JSON, body chunks the app read)."""
+def _asgi_post(app, headers, body_chunks, pause_s=0):
+    """POST /predict straight through ASGI; (status, JSON, body chunks the app read).
+
+    The client waits `pause_s` before each chunk."""
     messages = [{"type": "http.request", "body": chunk, "more_body": True}
                 for chunk in body_chunks] + [{"type": "http.request", "body": b""}]
     read, sent = [], []
 
     async def receive():
+        await asyncio.sleep(pause_s)
         read.append(1)
         return messages[len(read) - 1]
 
@@ -201,6 +208,71 @@ def test_content_length_that_lies_is_caught_while_streaming(trained):
     status, answer, chunks_read = _asgi_post(
         app, [("content-length", "10"), ("content-type", "image/png")], [b"x" * 600] * 50)
     assert status == 413 and chunks_read == 2  # stopped at the chunk that crossed the limit
+
+
+@pytest.mark.parametrize("pause_s, timeouts, words", [
+    (0.6, dict(read_timeout_s=0.2), "stalled: no data for 0.2 s"),
+    (0.05, dict(upload_timeout_s=0.3), "took longer than 0.3 s"),  # a trickle is cut too
+])
+def test_an_upload_that_stalls_or_trickles_is_408_and_closed(trained, pause_s, timeouts, words):
+    app = create_app(Settings(*trained, **timeouts))
+    status, answer, chunks_read = _asgi_post(app, [("content-type", "image/png")],
+                                             [b"x" * 100] * 100, pause_s=pause_s)
+    assert status == 408 and words in answer["error"] and chunks_read < 20
+
+
+def _counting_decoder(monkeypatch):
+    """load_image, held at a gate, counting the decodes in flight: (gate, counts)."""
+    from pyimagesearch.server import app as app_module
+
+    real, lock, gate, counts = app_module.load_image, threading.Lock(), threading.Event(), \
+        {"now": 0, "peak": 0}
+
+    def held(source, image_size):
+        with lock:
+            counts["now"] += 1
+            counts["peak"] = max(counts["peak"], counts["now"])
+        try:
+            gate.wait(10)
+            return real(source, image_size)
+        finally:
+            with lock:
+                counts["now"] -= 1
+
+    monkeypatch.setattr(app_module, "load_image", held)
+    return gate, counts
+
+
+def test_decodes_in_flight_are_bounded_and_a_long_wait_is_503(trained, monkeypatch):
+    gate, counts = _counting_decoder(monkeypatch)
+    settings = Settings(*trained, max_decodes=2, decode_wait_s=1.5)
+
+    def post_all(client, count):
+        answers = []
+        posts = [threading.Thread(target=lambda: answers.append(
+            client.post("/predict", content=png_bytes(BLUE)))) for _ in range(count)]
+        for post in posts:
+            post.start()
+        return posts, answers
+
+    with TestClient(create_app(settings)) as limited:
+        posts, answers = post_all(limited, 4)  # two decode, two wait for a slot
+        time.sleep(0.5)
+        assert counts["now"] == 2
+        gate.set()
+        for post in posts:
+            post.join(20)
+        assert [answer.json()["label"] for answer in answers] == ["blue"] * 4
+        assert counts["peak"] == 2
+        gate.clear()
+        posts, answers = post_all(limited, 2)  # both slots held at the gate
+        time.sleep(0.3)
+        refused = limited.post("/predict", content=png_bytes(BLUE))
+        gate.set()
+        for post in posts:
+            post.join(20)
+    assert_refused(refused, 503, "busy", "decoding")
+    assert refused.headers["retry-after"] == "1" and counts["peak"] == 2
 
 
 def test_token(trained):
@@ -374,22 +446,177 @@ def test_serve_on_loopback_says_where_without_a_warning(trained, capsys, monkeyp
     assert code == 0 and "http://127.0.0.1:" in out and "WARNING" not in err
 
 
-def test_serve_answers_over_http_from_the_litert_copy_without_tensorflow(trained):
-    import sys
-    import urllib.request
+@pytest.mark.parametrize("flags, env_token, words", [
+    (["--batch-wait-ms", "1e12"], None, "--batch-wait-ms: must be between 0 and 1000"),
+    (["--batch-wait-ms", "inf"], None, "--batch-wait-ms: must be between 0 and 1000"),
+    (["--max-upload-mb", "inf"], None, "--max-upload-mb: must be between 0.001 and 1024"),
+    (["--max-upload-mb", "1e-9"], None, "--max-upload-mb: must be between 0.001 and 1024"),
+    (["--max-batch", "10000000000000000000"], None, "--max-batch: must be between 1 and 1024"),
+    (["--max-queue", "1e9"], None, "--max-queue: must be a whole number"),
+    (["--top-k", "5000"], None, "--top-k: must be between 1 and 1000"),
+    (["--read-timeout-s", "nan"], None, "--read-timeout-s: must be between 0.1 and 3600"),
+    (["--max-connections", "1"], None, "--max-connections: must be between 2 and 100000"),
+    (["--shutdown-timeout-s", "-1"], None, "--shutdown-timeout-s: must be between 0 and 600"),
+    ([], "   ", "$POKEDEX_TOKEN: must not be empty or blank"),
+    ([], " s3cret", "$POKEDEX_TOKEN: must not start or end with a space"),
+    (["--token", "s3cret\t"], None, "--token: must not start or end with a space"),
+    (["--token", "pässwort"], None, "--token: must be printable ASCII"),
+])
+def test_serve_refuses_numbers_out_of_range_and_odd_tokens_up_front(tmp_path, flags, env_token,
+                                                                   words):
+    """The real serve.py, before it looks at the model (which does not exist here)."""
+    env = {key: value for key, value in os.environ.items() if key != "POKEDEX_TOKEN"}
+    if env_token is not None:
+        env["POKEDEX_TOKEN"] = env_token
+    missing = tmp_path / "no such folder"
+    result = subprocess.run([sys.executable, "serve.py", "-m", str(missing / "m.model"),
+                             "-l", str(missing / "lb.pickle"), *flags], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
+
+# --- serve.py on loopback: one server for the rest of this file (the last test stops it) -----
+
+READ_TIMEOUT_S, MAX_CONNECTIONS, SHUTDOWN_TIMEOUT_S = 1, 8, 1
+UPLOAD_HEAD = b"POST /predict HTTP/1.1\r\nHost: pokedex\r\nContent-Type: image/png\r\n"
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    """(serve.py process, port), with a short read timeout, few connections, a quick SIGTERM."""
     from test_browser import start_server, stop_server
 
-    process, url = start_server(*trained)
+    process, url = start_server(*trained, "--read-timeout-s", str(READ_TIMEOUT_S),
+                                "--max-connections", str(MAX_CONNECTIONS),
+                                "--shutdown-timeout-s", str(SHUTDOWN_TIMEOUT_S))
+    yield process, url
+    stop_server(process)
+
+
+class SlowClient(threading.Thread):
+    """A raw connection that sends `head`, then `trickle` one byte each 0.2 s, until the server
+    closes it: `.answer` is what the server sent, `.open_s` how long the connection lasted
+    (None: still open after `limit_s`, or stopped)."""
+
+    def __init__(self, url, head, trickle=b"", limit_s=15):
+        super().__init__(daemon=True)
+        self.port = int(url.rstrip("/").rsplit(":", 1)[1])
+        self.head, self.trickle, self.limit_s = head, trickle, limit_s
+        self.answer, self.open_s, self.stopped = b"", None, threading.Event()
+
+    def run(self):
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(self.head)
+            connection.settimeout(0.2)
+            while time.monotonic() - start < self.limit_s and not self.stopped.is_set():
+                try:
+                    received = connection.recv(65536)
+                    if not received:
+                        break
+                    self.answer += received
+                except TimeoutError:
+                    pass
+                except OSError:  # reset
+                    break
+                try:
+                    connection.sendall(self.trickle)
+                except OSError:
+                    break
+            else:
+                return
+        self.open_s = time.monotonic() - start
+
+
+def status_of(url, path="health"):
+    import urllib.error
+    import urllib.request
+
     try:
-        with urllib.request.urlopen(url + "health", timeout=10) as response:
-            assert json.load(response)["backend"] == "litert"
-        request = urllib.request.Request(url + "predict", data=png_bytes(GREEN),
-                                         headers={"Content-Type": "image/png"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.load(response)["label"] == "green"
-        if sys.platform.startswith("linux"):  # what the process has mapped: no TensorFlow
-            with open(f"/proc/{process.pid}/maps") as maps:
-                assert "tensorflow" not in maps.read()
+        with urllib.request.urlopen(url + path, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        error.close()
+        return error.code
+
+
+STALLS = {  # what a client sends, then what trickles in byte by byte
+    "nothing": (b"", b""),
+    "half the headers": (b"POST /predict HTTP/1.1\r\nHost: pokedex\r\n", b""),
+    "headers that trickle": (UPLOAD_HEAD + b"X-Slow: ", b"a"),
+    "a body shorter than its Content-Length": (
+        UPLOAD_HEAD + b"Content-Length: 7000000\r\n\r\n" + b"x" * 1000, b""),
+    "a chunked upload that never ends": (
+        UPLOAD_HEAD + b"Transfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n", b""),
+    "a body sent on after the 413": (UPLOAD_HEAD + b"Content-Length: 900000000\r\n\r\n", b"x"),
+}
+
+
+def test_stalled_and_slow_clients_are_closed_after_the_read_timeout(served):
+    clients = {name: SlowClient(served[1], *sent) for name, sent in STALLS.items()}
+    for client in clients.values():
+        client.start()
+    for client in clients.values():
+        client.join(20)
+    lasted = {name: client.open_s for name, client in clients.items()}
+    assert all(seconds is not None and seconds < READ_TIMEOUT_S + 6
+               for seconds in lasted.values()), lasted
+    for name in ("a body shorter than its Content-Length", "a chunked upload that never ends"):
+        assert clients[name].answer.startswith(b"HTTP/1.1 408"), clients[name].answer
+        assert b"the upload stalled" in clients[name].answer
+    assert clients["a body sent on after the 413"].answer.startswith(b"HTTP/1.1 413")
+    assert status_of(served[1]) == 200
+
+
+def test_connections_beyond_the_cap_get_503_and_serving_goes_on(served):
+    holders = [SlowClient(served[1], UPLOAD_HEAD + b"Content-Length: 7000000\r\n\r\n", b"x")
+               for _ in range(2 * MAX_CONNECTIONS)]  # uploads that trickle: kept open
+    for holder in holders:
+        holder.start()
+    deadline = time.monotonic() + 10  # until the server has answered those beyond the cap
+    while sum(holder.is_alive() for holder in holders) >= MAX_CONNECTIONS and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    held = [holder for holder in holders if holder.is_alive()]
+    refused = [holder.answer for holder in holders if not holder.is_alive()]
+    for holder in holders:
+        holder.stopped.set()
+        holder.join(10)
+    assert 0 < len(held) < MAX_CONNECTIONS, len(held)  # uvicorn counts the asking one too
+    assert all(answer.startswith(b"HTTP/1.1 503") for answer in refused), refused
+    deadline = time.monotonic() + 10
+    while status_of(served[1]) != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status_of(served[1]) == 200
+
+
+def test_serve_answers_over_http_from_the_litert_copy_without_tensorflow(served):
+    import urllib.request
+
+    process, url = served
+    with urllib.request.urlopen(url + "health", timeout=10) as response:
+        assert json.load(response)["backend"] == "litert"
+    request = urllib.request.Request(url + "predict", data=png_bytes(GREEN),
+                                     headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["label"] == "green"
+    if sys.platform.startswith("linux"):  # what the process has mapped: no TensorFlow
+        with open(f"/proc/{process.pid}/maps") as maps:
+            assert "tensorflow" not in maps.read()
+
+
+def test_sigterm_ends_the_server_while_an_upload_trickles(served):  # keep last: it stops it
+    process, url = served
+    upload = SlowClient(url, UPLOAD_HEAD + b"Content-Length: 7000000\r\n\r\n", b"x")
+    upload.start()
+    time.sleep(0.5 + READ_TIMEOUT_S)  # still being read: the trickle beats the read timeout
+    assert upload.is_alive() and process.poll() is None
+    started = time.monotonic()
+    process.terminate()
+    try:
+        process.wait(20)
     finally:
-        stop_server(process)
+        upload.stopped.set()
+        upload.join(10)
+    assert time.monotonic() - started < SHUTDOWN_TIMEOUT_S + 8

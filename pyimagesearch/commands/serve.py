@@ -7,12 +7,20 @@ Then open http://127.0.0.1:8000/ (the page), /docs (the API), or
     curl -F file=@examples/pikachu.png http://127.0.0.1:8000/predict
 """
 
+import argparse
 import ipaddress
 import os
 import socket
 import sys
 
 from pyimagesearch import cli
+
+
+def bounded(convert, lowest, highest, example):
+    """An argparse type for a number from `lowest` to `highest` (inf and nan are refused)."""
+    return cli._number_type(f"{convert.__name__} {lowest}-{highest}", convert,
+                            lambda value: lowest <= value <= highest,
+                            f"between {lowest:g} and {highest:g}", example)
 
 
 def parse_args(argv=None):
@@ -39,25 +47,35 @@ def parse_args(argv=None):
                          help="the path prefix a reverse proxy serves this under, e.g. /pokedex "
                               "(for the /docs page; the upload page works under any prefix) "
                               "(default: none)")
-    network.add_argument("--max-upload-mb", type=cli.positive_float, default=8.0,
-                         help="larger requests are refused with 413 (default: %(default)s)")
+    network.add_argument("--max-upload-mb", type=bounded(float, 0.001, 1024, 8), default=8.0,
+                         help="larger requests are refused with 413, 0.001-1024 "
+                              "(default: %(default)s)")
+    network.add_argument("--read-timeout-s", type=bounded(float, 0.1, 3600, 15), default=15.0,
+                         help="a client must send its headers whole within this, and may not "
+                              "pause an upload longer (408), 0.1-3600 (default: %(default)s)")
+    network.add_argument("--max-connections", type=bounded(int, 2, 100_000, 64), default=64,
+                         help="open connections at most; beyond them requests get 503, "
+                              "2-100000 (default: %(default)s)")
+    network.add_argument("--shutdown-timeout-s", type=bounded(float, 0, 600, 5), default=5.0,
+                         help="on Ctrl-C or SIGTERM, requests still in flight get this long, "
+                              "0-600 (default: %(default)s)")
     answer = parser.add_argument_group("answers")
-    answer.add_argument("--top-k", type=cli.positive_int, default=3,
-                        help="labels in an answer unless the request asks ?top_k= "
+    answer.add_argument("--top-k", type=bounded(int, 1, 1000, 3), default=3,
+                        help="labels in an answer unless the request asks ?top_k=, 1-1000 "
                              "(default: %(default)s)")
     answer.add_argument("--min-confidence", type=cli.probability, default=0.0,
                         help="answer 'unknown' below this probability unless the request asks "
                              "?min_confidence= (default: %(default)s, always answer)")
     batching = parser.add_argument_group("batching")
-    batching.add_argument("--max-batch", type=cli.positive_int, default=32,
-                          help="images in one model call at most; 1 turns batching off "
-                               "(default: %(default)s)")
-    batching.add_argument("--batch-wait-ms", type=cli.non_negative_float, default=2.0,
-                          help="how long a request waits for others to share its model call "
-                               "(default: %(default)s)")
-    batching.add_argument("--max-queue", type=cli.positive_int, default=256,
+    batching.add_argument("--max-batch", type=bounded(int, 1, 1024, 32), default=32,
+                          help="images in one model call at most; 1 turns batching off, "
+                               "1-1024 (default: %(default)s)")
+    batching.add_argument("--batch-wait-ms", type=bounded(float, 0, 1000, 2), default=2.0,
+                          help="how long a request waits for others to share its model call, "
+                               "0-1000 (default: %(default)s)")
+    batching.add_argument("--max-queue", type=bounded(int, 1, 100_000, 256), default=256,
                           help="images waiting for the model at most; more get 503 and "
-                               "Retry-After (default: %(default)s)")
+                               "Retry-After, 1-100000 (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -67,8 +85,6 @@ def port_number(text):
     except ValueError:
         value = None
     if value is None or not 1 <= value <= 65535:
-        import argparse
-
         raise argparse.ArgumentTypeError(f"must be a port number 1-65535, e.g. 8000 (got {text!r})")
     return value
 
@@ -106,14 +122,16 @@ def port_problem(host, port):
 
 def main(argv=None):
     args = parse_args(argv)
+    from pyimagesearch.server.settings import (TOKEN_VARIABLE, Settings, token_from_environment,
+                                               token_problem)
+
+    token = args.token if args.token is not None else token_from_environment()
+    if token is not None and token_problem(token):
+        source = "--token" if args.token is not None else f"${TOKEN_VARIABLE}"
+        cli.fail("serve.py", f"{source}: {token_problem(token)}")
     for flag, path in (("--model", args.model), ("--labelbin", args.labelbin)):
         if not os.path.isfile(path):
             cli.fail("serve.py", f"{flag}: file not found: {path}")
-    from pyimagesearch.server.settings import Settings, token_from_environment
-
-    token = args.token if args.token is not None else token_from_environment()
-    if args.token is not None and not args.token.strip():
-        cli.fail("serve.py", "--token: must not be empty; leave it out to serve without one")
     problem = port_problem(args.host, args.port)
     if problem:
         cli.fail("serve.py", f"--host/--port: {problem}")
@@ -121,7 +139,10 @@ def main(argv=None):
                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                         top_k=args.top_k, min_confidence=args.min_confidence,
                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
-                        max_queue=args.max_queue, backend=args.backend)
+                        max_queue=args.max_queue, backend=args.backend,
+                        read_timeout_s=args.read_timeout_s,
+                        max_connections=args.max_connections,
+                        shutdown_timeout_s=args.shutdown_timeout_s)
     from pyimagesearch import persistence
     from pyimagesearch.server import create_app
 
@@ -145,8 +166,15 @@ def main(argv=None):
               file=sys.stderr, flush=True)
     import uvicorn
 
+    from pyimagesearch.server.protocol import timed_protocol
+
+    # h11 with header deadlines; uvicorn's own 503 beyond the connection cap; a SIGTERM
+    # waits for requests in flight at most shutdown_timeout_s.
     uvicorn.run(app, host=args.host, port=args.port, root_path=args.root_path.rstrip("/"),
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False,
+                http=timed_protocol(settings.read_timeout_s),
+                limit_concurrency=settings.max_connections,
+                timeout_graceful_shutdown=settings.shutdown_timeout_s)
     return 0
 
 

@@ -7,10 +7,16 @@
 
 Every refusal is a 4xx with one line of JSON, `{"error": "..."}`, decided in
 this file: the upload limit (413, checked on Content-Length and again while
-the body streams in), the token (401), content types (415), unreadable
-images (422, the loader's own wording) and a full queue (503 + Retry-After).
+the body streams in), a stalled or too slow upload (408), the token (401),
+content types (415), unreadable images (422, the loader's own wording), and a
+full queue or too many decodes waiting (503 + Retry-After).
+
+Memory stays bounded: bodies by `max_upload_bytes` per connection and
+`max_connections`, and decoding (which can take far more than the upload) by
+`max_decodes` at once, each image bounded by the loader.
 """
 
+import asyncio
 import contextlib
 import datetime
 import io
@@ -79,6 +85,7 @@ def create_app(settings, classifier=None):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        app.state.decodes = asyncio.Semaphore(settings.max_decodes)  # this loop's
         await predictor.start()
         try:
             yield
@@ -114,18 +121,19 @@ def create_app(settings, classifier=None):
                       unknown: bool = Query(True, description="answer 'unknown' for images "
                                                               "unlike the training images")):
         """Classify one image; the answer has classify.py --json's fields."""
-        data, name = await read_image_upload(request, settings.max_upload_bytes)
-        try:
-            image = await run_in_threadpool(load_image, _NamedUpload(data, name),
-                                            classifier.image_size)
-        except UnreadableImageError as error:  # the loader's wording, named after the upload
-            message = str(error)
-            raise ApiError(422, name + message if message.startswith(": ") else message) from None
+        data, name = await read_image_upload(request, settings)
+        async with decode_slot(request.app.state.decodes, settings.decode_wait_s):
+            try:
+                image = await run_in_threadpool(load_image, _NamedUpload(data, name),
+                                                classifier.image_size)
+            except UnreadableImageError as error:  # the loader's wording, named after the upload
+                message = str(error)
+                raise ApiError(422, name + message if message.startswith(": ")
+                               else message) from None
         try:
             probabilities, is_unknown = await predictor.predict(image)
         except QueueFullError as error:
-            raise ApiError(503, f"busy: {error}; retry in {RETRY_AFTER_S} s",
-                           headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+            raise busy(str(error)) from None
         return results.describe(name, probabilities, classifier.class_names, top_k,
                                 min_confidence, unknown=bool(is_unknown) and unknown)
 
@@ -153,8 +161,32 @@ def create_app(settings, classifier=None):
     return app
 
 
-async def read_image_upload(request, limit):
-    """(bytes, name) of the uploaded image; 413 as soon as the body passes `limit` bytes."""
+def busy(reason):
+    return ApiError(503, f"busy: {reason}; retry in {RETRY_AFTER_S} s",
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+@contextlib.asynccontextmanager
+async def decode_slot(decodes, wait_s):
+    """Hold one of the decode slots; 503 after waiting `wait_s` for one."""
+    try:
+        async with asyncio.timeout(wait_s):
+            await decodes.acquire()
+    except TimeoutError:
+        raise busy(f"every decoding slot was taken for {wait_s:g} s") from None
+    try:
+        yield
+    finally:
+        decodes.release()
+
+
+async def read_image_upload(request, settings):
+    """(bytes, name) of the uploaded image.
+
+    413 as soon as the body passes `settings.max_upload_bytes`; 408 when the client pauses
+    longer than `read_timeout_s` or the whole body takes longer than `upload_timeout_s`.
+    """
+    limit = settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None:
         if not length.strip().isdigit():
@@ -164,7 +196,8 @@ async def read_image_upload(request, limit):
                                 f"{limit:,} bytes")
     chunks, total = [], 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _timed_body(request, settings.read_timeout_s,
+                                       settings.upload_timeout_s):
             total += len(chunk)
             if total > limit:  # a chunked upload, or a Content-Length that lied
                 raise ApiError(413, f"upload is over the limit of {limit:,} bytes")
@@ -185,6 +218,24 @@ async def read_image_upload(request, limit):
     if not body:
         raise ApiError(400, "the upload is empty: send an image")
     return body, name
+
+
+async def _timed_body(request, pause_s, total_s):
+    """The body's chunks as they come; 408 (and the connection closed) when it stalls."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total_s
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout_at(min(deadline, loop.time() + pause_s)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            why = (f"took longer than {total_s:g} s" if loop.time() >= deadline
+                   else f"stalled: no data for {pause_s:g} s")
+            raise ApiError(408, f"the upload {why}", headers={"Connection": "close"}) from None
+        yield chunk
 
 
 async def _multipart_file(request, body):
