@@ -404,6 +404,7 @@ def test_litert_export_refuses_train_py_fast_path_copy(workspace, tmp_path):
                                                workspace["labels"], "--format", "litert",
                                                "--output", f"{model}.tflite"], cwd=tmp_path)
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and f"{model}.tflite is train.py's LiteRT copy of {model}" in lines[0]
+    assert len(lines) == 1
+    assert f"{model}.tflite is the name of train.py's LiteRT copy of {model}" in lines[0]
     assert f"e.g. {model}.float32.tflite" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["my model.model"]

@@ -42,9 +42,9 @@ def output_problem(path, format_name):
         return f"{path}: a {format_name} export is named *{suffix}, e.g. pokedex{suffix}"
     if format_name == "litert" and os.path.isfile(path[:-len(".tflite")]):
         model = path[:-len(".tflite")]
-        return (f"{path} is train.py's LiteRT copy of {model}, which classify.py runs with the "
-                f"model's confidence head (it needs the features that copy outputs, so "
-                f"`unknown` would stop working); write the export elsewhere, e.g. "
+        return (f"{path} is the name of train.py's LiteRT copy of {model}, which classify.py "
+                f"runs with the model's confidence head (it needs the features that copy "
+                f"outputs, so `unknown` would stop working); write the export elsewhere, e.g. "
                 f"{model}.float32.tflite")
     if format_name in MARKERS:
         if os.path.exists(path):
