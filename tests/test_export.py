@@ -312,3 +312,99 @@ def test_classifier_takes_path_objects_for_exports(workspace):
     for name, backend in (("onnx", "onnx"), ("litert float32", "litert")):
         classifier = inference.Classifier(workspace["paths"][name], workspace["labels"])
         assert (classifier.backend, classifier.class_names) == (backend, CLASSES)
+
+
+# --- only its own earlier export is replaced (review 23, items 1 and 4) ------------------------
+
+@pytest.mark.parametrize("name, lookalike", [("saved_model", "saved_model.pb"),
+                                             ("coreml", "Manifest.json")])
+def test_a_folder_with_an_export_file_among_others_is_refused_up_front(workspace, tmp_path,
+                                                                        name, lookalike):
+    """A user's folder holding `saved_model.pb` (or `Manifest.json`) beside notes and data
+    was taken for an earlier export and replaced whole."""
+    folder = tmp_path / "my output.mlpackage"
+    (folder / "data").mkdir(parents=True)
+    (folder / lookalike).write_text("")
+    (folder / "notes.txt").write_text("keep")
+    before = _listing(tmp_path)
+    stderr = run_without_tensorflow("export", ["--model", workspace["model"], "--labelbin",
+                                               workspace["labels"], "--format", name,
+                                               "--output", folder], cwd=tmp_path)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"export.py: error: --output: {folder} is not a {name} export written by export.py")
+    assert lines[0].endswith("so it is not replaced; choose a new name"), lines[0]
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["saved_model", "coreml"])
+def test_an_earlier_export_is_replaced_only_while_it_holds_nothing_else(workspace, tmp_path,
+                                                                        name):
+    import shutil
+
+    from pyimagesearch import exporters
+    from pyimagesearch.exporters import outputs
+
+    earlier = tmp_path / "earlier export.mlpackage"
+    shutil.copytree(workspace["paths"][name], earlier)
+    assert outputs.output_problem(str(earlier), name) is None  # its marker lists all it holds
+    other = "coreml" if name == "saved_model" else "saved_model"
+    assert f"is not a {other} export written by export.py" in outputs.output_problem(
+        str(earlier), other)
+    notes = next(path for path in earlier.rglob("*") if path.is_dir()) / "notes.txt"
+    with pytest.raises(exporters.ExportError, match="notes.txt"):
+        with exporters.atomic_folder(str(earlier), name) as staging:  # checked again at the end
+            os.makedirs(staging)
+            notes.write_text("mine, put there while the export ran")
+    assert notes.exists() and not [path for path in os.listdir(tmp_path)
+                                   if path.startswith(".")]
+    problem = outputs.output_problem(str(earlier), name)
+    assert "notes.txt" in problem and "not replaced" in problem, problem
+    if name == "saved_model":  # the one real export here: over its own earlier export
+        next(earlier.rglob("notes.txt")).unlink()
+        source = exporters.load_source(str(workspace["model"]), str(workspace["labels"]))
+        exporters.export(source, name, str(earlier))
+        assert outputs.output_problem(str(earlier), name) is None
+        assert not [path for path in os.listdir(tmp_path) if path.startswith(".")]
+
+
+def test_a_file_export_overwrites_only_a_file_of_its_format(workspace, tmp_path):
+    import shutil
+
+    from pyimagesearch.exporters import outputs
+
+    for name, earlier in (("onnx", "onnx"), ("litert", "litert int8")):
+        suffix = {"onnx": ".onnx", "litert": ".tflite"}[name]
+        copy = tmp_path / f"earlier{suffix}"
+        shutil.copy(workspace["paths"][earlier], copy)
+        assert outputs.output_problem(str(copy), name) is None
+        (tmp_path / f"empty{suffix}").write_bytes(b"")
+        assert outputs.output_problem(str(tmp_path / f"empty{suffix}"), name) is None
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("my notes, not a model")
+    stderr = run_without_tensorflow("export", ["--model", workspace["model"], "--labelbin",
+                                               workspace["labels"], "--format", "onnx",
+                                               "--output", notes], cwd=tmp_path)
+    assert stderr.strip() == (f"export.py: error: --output: {notes} exists and is not a .onnx "
+                              "file, so it is not overwritten; choose a new name")
+    assert notes.read_text() == "my notes, not a model"
+    (tmp_path / "notes.tflite").write_text("my notes, not a model")
+    assert "is not a .tflite file" in outputs.output_problem(str(tmp_path / "notes.tflite"),
+                                                            "litert")
+
+
+def test_litert_export_refuses_train_py_fast_path_copy(workspace, tmp_path):
+    """`<model>.tflite` is the copy classify.py runs with the confidence head (its features
+    give `unknown`); an export there switched `unknown` off."""
+    import shutil
+
+    model = tmp_path / "my model.model"
+    shutil.copy(workspace["model"], model)
+    stderr = run_without_tensorflow("export", ["--model", model, "--labelbin",
+                                               workspace["labels"], "--format", "litert",
+                                               "--output", f"{model}.tflite"], cwd=tmp_path)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"{model}.tflite is the name of train.py's LiteRT copy of {model}" in lines[0]
+    assert f"e.g. {model}.float32.tflite" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["my model.model"]

@@ -138,21 +138,30 @@ def test_visualize_py_one_image_and_a_folder(corner_model, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing model", "unknown class", "output is a file",
-                                  "no images"])
+                                  "no images", "a LiteRT file", "an ONNX file"])
 def test_visualize_py_bad_arguments_one_line_exit_2(corner_model, tmp_path, case):
     model_path, labels_path = corner_model
     image = tmp_path / "a.png"
     Image.fromarray(corner_set(1, seed=3)[0][0]).save(image)
     (tmp_path / "taken").write_text("a file")
+    exported = {"a LiteRT file": tmp_path / "my model.tflite",
+                "an ONNX file": tmp_path / "my model.onnx"}.get(case)
+    if exported is not None:  # its first bytes are what tells the kind (no Keras layers inside)
+        exported.write_bytes(b"\x1c\0\0\0TFL3" + bytes(24) if case == "a LiteRT file"
+                             else b"\x08\x07\x12\x07tf2onnx")
     args = {"missing model": ["-m", tmp_path / "nope.model", "-l", labels_path, "-i", image],
             "unknown class": ["-m", model_path, "-l", labels_path, "-i", image, "--class", "x"],
             "output is a file": ["-m", model_path, "-l", labels_path, "-i", image,
                                  "-o", tmp_path / "taken"],
             "no images": ["-m", model_path, "-l", labels_path, "-i", tmp_path / "none*.png"]}
-    result = run_visualize(*args[case], cwd=tmp_path)
+    args = args.get(case, ["-m", exported, "-l", labels_path, "-i", image])
+    result = run_visualize(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "visualize.py" in result.stderr
     assert "Traceback" not in result.stderr
+    if exported is not None:  # it was an AttributeError after loading TensorFlow
+        assert f"-m/--model: {exported} is " in result.stderr
+        assert "needs the Keras model train.py wrote" in result.stderr
 
 
 def test_a_network_without_conv_layers_says_so(color_model, tmp_path):

@@ -48,6 +48,7 @@ def parse_args(argv=None):
 def planned_outputs(args):
     """[(format, output path)] for the flags, checked before anything slow starts."""
     from pyimagesearch import exporters
+    from pyimagesearch.exporters import outputs
 
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.format == "all":
@@ -60,7 +61,7 @@ def planned_outputs(args):
         plan = [(args.format, args.output
                  or exporters.default_output(args.model, args.format, args.quantize))]
     for name, path in plan:
-        problem = exporters.output_problem(path, name)
+        problem = outputs.output_problem(path, name)
         if problem:
             cli.fail("export.py", f"--output: {problem}")
     return plan

@@ -15,7 +15,8 @@ def parse_args(argv=None):
         description="Draw the first conv layer's filters, each conv block's feature maps for "
                     "an image, and a Grad-CAM heat map of where the network found its answer. "
                     "A folder of images gives one sheet of heat maps.")
-    parser.add_argument("-m", "--model", required=True, help="trained model file")
+    parser.add_argument("-m", "--model", required=True,
+                        help="the Keras model train.py wrote (.keras or .model)")
     parser.add_argument("-l", "--labelbin", required=True, help="pickled LabelBinarizer")
     parser.add_argument("-i", "--image", required=True,
                         help="an image file, or a folder (searched recursively) or quoted glob "
@@ -26,12 +27,33 @@ def parse_args(argv=None):
                         help="folder for the pictures (default: %(default)s)")
     cli.add_input_flags(parser)
     args = parser.parse_args(argv)
+    _refuse_an_export(parser, args.model)
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
         if not os.path.isfile(path):
             parser.error(f"argument {flag}: file not found: {path}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         parser.error(f"argument -o/--output: {args.output} is a file; give a folder")
     return args
+
+
+# What an export is called when visualize.py is given one (runtimes.exported_kind's names).
+EXPORT_KINDS = {"litert": "a LiteRT file", "onnx": "an ONNX file",
+                "saved_model": "a SavedModel folder", "coreml": "a Core ML package"}
+
+
+def _refuse_an_export(parser, model_path):
+    """Exit 2 naming the Keras model when -m is an export: it has no layers to look into."""
+    from pyimagesearch.exporters.runtimes import exported_kind  # cheap: reads 8 bytes
+
+    kind = exported_kind(model_path)
+    if kind is None:
+        return
+    keras_model = model_path[:-len(".tflite")] if model_path.endswith(".tflite") else None
+    hint = (f", here {keras_model} (this is its LiteRT copy)"
+            if keras_model and os.path.isfile(keras_model) else ", e.g. pokedex.model")
+    parser.error(f"argument -m/--model: {model_path} is {EXPORT_KINDS[kind]}; visualize.py "
+                 f"needs the Keras model train.py wrote (.keras or .model) to look at its "
+                 f"layers{hint}")
 
 
 def main(argv=None):

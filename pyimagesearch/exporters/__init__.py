@@ -10,8 +10,10 @@ One function per format, each writing one self-describing artifact:
 Every artifact carries the same description (`artifact_metadata`: class
 names, image size, channel order, input scale, run id), so a program that
 loads it knows how to feed it: RGB pixels 0-255 resized (bilinear, aspect not
-kept) by `imageio.load_image`, times `input_scale`. `runtimes.py` opens the
-exported files again (classify.py, evaluate.py, the tests and the bench).
+kept) by `imageio.load_image`, times `input_scale`. `outputs.py` says where
+an export may be written (never over what export.py did not write);
+`runtimes.py` opens the exported files again (classify.py, evaluate.py, the
+tests and the bench).
 
 Nothing here imports TensorFlow or a converter until an export starts, so a
 bad flag or a missing converter is reported in well under a second.
@@ -160,36 +162,14 @@ def default_output(model_path, format_name, quantize="none"):
                          "saved_model": ".saved_model"}[format_name]
 
 
-def output_problem(path, format_name):
-    """Why `path` cannot take a `format_name` export (one line), or None."""
-    from pyimagesearch.cli import unwritable_reason
-
-    suffix = SUFFIXES.get(format_name)
-    if suffix and not path.endswith(suffix):
-        return f"{path}: a {format_name} export is named *{suffix}, e.g. pokedex{suffix}"
-    folder_format = format_name in ("coreml", "saved_model")
-    if os.path.isdir(path) and not folder_format:
-        return f"{path} is a folder; a {format_name} export is one file"
-    if os.path.exists(path) and folder_format:
-        if not os.path.isdir(path):
-            return f"{path} is a file; a {format_name} export is a folder"
-        if os.listdir(path) and not _is_export_folder(path, format_name):
-            return (f"{path} is a folder with other files in it; choose a new name "
-                    "(only an earlier export of the same kind is replaced)")
-    return unwritable_reason(path)
-
-
-def _is_export_folder(path, format_name):
-    marker = {"coreml": "Manifest.json", "saved_model": "saved_model.pb"}[format_name]
-    return os.path.isfile(os.path.join(path, marker))
-
-
 @contextlib.contextmanager
-def atomic_folder(path):
+def atomic_folder(path, format_name):
     """Yield a temporary folder path beside `path`; on success it replaces `path`.
 
     A failed export leaves no half-written folder, and an earlier export at
-    `path` stays until the new one is complete. (Two renames: POSIX cannot
+    `path` stays until the new one is complete. What is at `path` is checked
+    again just before (outputs.py): files put there during the export are not
+    deleted with it. (Two renames: POSIX cannot
     swap folders in one, so a crash between them leaves the old one under a
     `.name.old*` name, never a mixed folder.)
     """
@@ -201,6 +181,11 @@ def atomic_folder(path):
     try:
         staging = os.path.join(temporary, os.path.basename(path))  # converters pick the name
         yield staging
+        from pyimagesearch.exporters.outputs import output_problem
+
+        problem = output_problem(path, format_name)
+        if problem:
+            raise ExportError(f"--output: {problem}")
         if os.path.isdir(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old", dir=parent)
             os.replace(path, os.path.join(old, "previous"))

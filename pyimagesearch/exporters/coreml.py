@@ -12,13 +12,16 @@ most likely class name) and `classLabel_probs` (class name -> probability).
 Weights and arithmetic are float16 (coremltools' default for ML Programs,
 what the Neural Engine runs; half the size), so expect answers within ~1e-2
 of Keras, as for LiteRT float16. Predictions need macOS, so on Linux
-`check_package` reads the spec back instead.
+`check_package` reads the spec back instead. export.py's marker
+(outputs.py) is an item of the package, so a later export may replace it.
 """
 
 import json
+import os
 
 from pyimagesearch import exporters
 from pyimagesearch.cli import quiet_stderr
+from pyimagesearch.exporters import outputs
 
 PREVIEW_KEY = "com.apple.coreml.model.preview.type"  # Xcode shows an image-classifier preview
 
@@ -58,9 +61,24 @@ def export_coreml(source, path):
     package.output_description["classLabel_probs"] = "probability of each class"
     package.user_defined_metadata["pokedex"] = json.dumps(source.metadata, sort_keys=True)
     package.user_defined_metadata[PREVIEW_KEY] = "imageClassifier"
-    with exporters.atomic_folder(path) as staging, quiet_stderr():
+    with exporters.atomic_folder(path, "coreml") as staging, quiet_stderr():
         package.save(staging)
+        _add_marker(staging, source.metadata)
     return path
+
+
+def _add_marker(package_path, metadata):
+    """Register export.py's marker (outputs.py) as an item of the package, as Core ML's
+    package format asks of extra files: Data/pokedex/, listed in Manifest.json."""
+    from coremltools.libmodelpackage import ModelPackage
+
+    marker = os.path.join(os.path.dirname(package_path), outputs.MARKER_NAME)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(outputs.marker_text(package_path, "coreml", metadata))
+    package = ModelPackage(package_path)
+    package.addItem(marker, outputs.MARKER_NAME, "pokedex",
+                    "which export.py run wrote this package, and what it holds")
+    del package  # it writes Manifest.json when it goes
 
 
 def describe_package(path):
