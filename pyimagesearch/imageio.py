@@ -17,6 +17,7 @@ here too (`find_images`, `screen_images`), beside the reader they serve.
 """
 
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -82,6 +83,9 @@ def open_rgb(path, min_size):
     JPEGs are decoded at a reduced scale when that still gives `min_size`;
     other formats at full size. Raises UnreadableImageError naming the file.
     """
+    problem = _not_a_regular_file(path) if isinstance(path, (str, os.PathLike)) else None
+    if problem:
+        raise UnreadableImageError(problem)
     try:
         with Image.open(path) as image:
             return _upright_rgb8(image, min_size, path)
@@ -135,18 +139,21 @@ def find_images(spec, exclude=None):
 
     Returns sorted paths; files inside the `exclude` folder (classify.py's
     output folder) are left out so earlier results are not classified again.
+    Symlinked folders are not followed when recursing (a folder's walk or a
+    `**` in a glob), so a link loop such as `up -> ..` cannot repeat files or
+    hang; a file reached twice (two links to it) is listed once.
     """
     import glob
 
     if os.path.isdir(spec):
         roots = [spec]
     else:
-        roots = sorted(glob.glob(spec, recursive=True))
+        roots = sorted(_glob_without_links(spec) if "**" in spec else glob.glob(spec))
     excluded = os.path.realpath(exclude) if exclude and os.path.isdir(exclude) else None
     found = []
     for root in roots:
-        if os.path.isfile(root):
-            found.append(root)
+        if not os.path.isdir(root):
+            found.append(root)  # a FIFO or socket too: screen_images names and skips it
             continue
         for folder, subfolders, names in os.walk(root):
             subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
@@ -155,17 +162,70 @@ def find_images(spec, exclude=None):
                 subfolders[:] = []
                 continue
             found.extend(os.path.join(folder, name) for name in sorted(names))
-    return list(dict.fromkeys(found))  # a file matched twice is classified once
+    by_real_path = {}  # a file matched twice (by the glob and a walk, or by two links) once
+    for path in found:
+        by_real_path.setdefault(os.path.realpath(path), path)
+    return list(by_real_path.values())
+
+
+def _glob_without_links(spec):
+    """glob.glob(spec, recursive=True), except that `**` never enters a symlinked folder.
+
+    Python's own `**` follows links, so `up -> ..` repeats every file and two
+    such links grow the search exponentially. Each `**` here is an
+    os.walk(followlinks=False); other parts match as glob does (fnmatch on one
+    level, hidden names only for a pattern that starts with a dot).
+    """
+    import fnmatch
+    import glob
+
+    def join(path, name):
+        return os.path.join(path, name) if path else name  # "" is the current folder
+
+    absolute = os.path.isabs(spec)
+    parts = spec.split(os.sep)[1 if absolute else 0:]
+    paths = [os.sep if absolute else ""]
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        matched = []
+        for path in paths:
+            base = path or os.curdir
+            if part == "**":
+                for folder, subfolders, names in os.walk(base):  # never follows links
+                    subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                    here = join(path, os.path.relpath(folder, base)) if folder != base else path
+                    matched.append(here)
+                    if last:  # a trailing ** names files too, as glob's does
+                        matched.extend(join(here, name) for name in sorted(names + subfolders)
+                                       if not name.startswith("."))
+            elif not part or not glob.has_magic(part):
+                matched.append(join(path, part) if part else path)
+            else:
+                try:
+                    names = sorted(entry.name for entry in os.scandir(base))
+                except OSError:
+                    continue
+                if not part.startswith("."):
+                    names = [name for name in names if not name.startswith(".")]
+                matched.extend(join(path, name) for name in fnmatch.filter(names, part))
+        paths = [path for path in dict.fromkeys(matched)
+                 if not path or (os.path.lexists(path) and (last or os.path.isdir(path)))]
+    return [path for path in paths if path]
 
 
 def screen_images(paths, on_skip):
     """Paths whose header Pillow recognises (cheap: nothing is decoded yet).
 
-    Catches text files, .DS_Store and empty files before TensorFlow starts;
+    Catches text files, .DS_Store, empty files and what is not a regular file
+    (a FIFO would block the reader forever) before TensorFlow starts;
     truncated images are caught later, when they are decoded for prediction.
     """
     kept = []
     for path in paths:
+        problem = _not_a_regular_file(path)
+        if problem:
+            on_skip(path, problem)
+            continue
         try:
             with Image.open(path):
                 pass
@@ -177,6 +237,23 @@ def screen_images(paths, on_skip):
                 continue
         kept.append(path)
     return kept
+
+
+def _not_a_regular_file(path):
+    """'path: reason' when `path` is a FIFO, socket or device, else None.
+
+    Opening a FIFO blocks until a writer comes, forever in a batch run, so
+    such files are refused by their type before anything reads them.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # the opener's own error names what is wrong
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder has its own message
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "something else")
+    return f"{path}: not a regular file but {kind}"
 
 
 def _decode_small(image, image_size, name):

@@ -1,0 +1,96 @@
+"""Review 23's image and dataset items: globs and symlink loops, non-regular files,
+small files that decode to gigabytes, the decoded cache's content check.
+
+Anything that hung or blew up before the fix runs in a fresh Python with a
+timeout (and, for memory, a limit of its own), so a regression fails the test
+instead of hanging the suite or the machine.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, make_image, make_noise_image
+
+
+def run_python(code, *args, timeout=60, memory_mb=None, cwd=REPO_ROOT):
+    """Run `code` in a fresh Python (the repo importable); return the CompletedProcess.
+
+    memory_mb: an address-space limit (RLIMIT_AS) of its own, so an unbounded
+    decode raises MemoryError there instead of taking the machine.
+    """
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
+
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+                          preexec_fn=limit if memory_mb else None)
+
+
+# --- item 8: a ** glob never follows a symlinked folder ------------------------
+
+def test_a_double_star_glob_lists_each_file_once_despite_symlink_loops(tmp_path):
+    """`up -> ..` made Python's glob list a file 41 times; two such links hung it."""
+    root = tmp_path / "my photos"
+    make_image(root / "red one.png")
+    make_image(root / "sub dir" / "blue two.png")
+    os.symlink("..", root / "sub dir" / "up")
+    os.symlink("../..", root / "sub dir" / "up two")
+    code = ("import json, sys\n"
+            "from pyimagesearch.imageio import find_images\n"
+            "print(json.dumps([find_images(spec) for spec in sys.argv[1:]]))\n")
+    specs = [f"{root}/**/*.png", f"{root}/**", "my photos/**/*.png"]
+    result = run_python(code, *specs, timeout=30, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    absolute, trailing, relative = json.loads(result.stdout)
+    assert sorted(absolute) == [f"{root}/red one.png", f"{root}/sub dir/blue two.png"]
+    assert sorted(map(os.path.realpath, trailing)) == sorted(map(os.path.realpath, absolute))
+    assert sorted(relative) == ["my photos/red one.png", "my photos/sub dir/blue two.png"]
+
+
+# --- item 12: a FIFO (any non-regular file) is skipped, never opened ------------
+
+def test_a_fifo_in_a_classify_folder_or_glob_is_skipped_with_one_line(tmp_path):
+    """Opening a FIFO blocks until a writer comes: forever, and the pool ignored SIGTERM."""
+    root = tmp_path / "my photos"
+    make_image(root / "red one.png")
+    os.mkfifo(root / "pipe.png")
+    code = ("import json, sys\n"
+            "from pyimagesearch.imageio import find_images, screen_images, UnreadableImageError,"
+            " load_image\n"
+            "skipped = []\n"
+            "kept = [screen_images(find_images(spec), lambda path, line: skipped.append(line))"
+            " for spec in sys.argv[1:]]\n"
+            "try:\n"
+            "    load_image(sys.argv[1] + '/pipe.png', 8)\n"
+            "except UnreadableImageError as error:\n"
+            "    skipped.append(str(error))\n"
+            "print(json.dumps([kept, skipped]))\n")
+    result = run_python(code, root, f"{root}/*.png", timeout=30)
+    assert result.returncode == 0, result.stderr
+    kept, skipped = json.loads(result.stdout)
+    assert kept == [[f"{root}/red one.png"]] * 2
+    assert skipped == [f"{root}/pipe.png: not a regular file but a FIFO (named pipe)"] * 3
+
+
+def test_a_fifo_in_a_dataset_class_folder_is_skipped_with_one_line(tmp_path):
+    root = tmp_path / "my data"
+    for name in ("red", "blue"):
+        (root / name).mkdir(parents=True)
+        make_noise_image(root / name / "one.png", size=(12, 12))
+    os.mkfifo(root / "red" / "pipe.png")
+    code = ("import sys\n"
+            "from pyimagesearch.dataset import load_image_folder\n"
+            "folder = load_image_folder(sys.argv[1], 8, sys.argv[2], log=print)\n"
+            "print('rows', len(folder.paths))\n")
+    result = run_python(code, root, tmp_path / "cache", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "[WARNING] skipped red/pipe.png: not a regular file but a FIFO (named pipe)" \
+        in result.stdout.splitlines()
+    assert "rows 2" in result.stdout
