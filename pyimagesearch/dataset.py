@@ -32,6 +32,7 @@ import io
 import json
 import os
 import sys
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,8 +67,17 @@ class ImageFolder:
     root: str = ""  # the dataset folder `paths` are relative to
 
 
-def list_class_files(root):
-    """Return (class_names, [(relative_path, class_index), ...]), sorted."""
+class ListingTooLongError(DatasetError):
+    """list_class_files gave up: more files, or more time, than its caller allowed."""
+
+
+def list_class_files(root, max_files=None, max_seconds=None):
+    """Return (class_names, [(relative_path, class_index), ...]), sorted.
+
+    max_files / max_seconds: raise ListingTooLongError past either (a check
+    that only wants a quick look must not walk a huge folder on every call).
+    """
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
     if not os.path.isdir(root):
         raise DatasetError(f"dataset folder not found: {root}")
     class_names = sorted(
@@ -84,6 +94,10 @@ def list_class_files(root):
             for name in sorted(names):  # hidden files too: judged by content
                 relative = os.path.relpath(os.path.join(folder, name), root)
                 files.append((relative, class_index))
+            if max_files is not None and len(files) > max_files:
+                raise ListingTooLongError(f"over {max_files:,} files")
+            if deadline is not None and time.monotonic() > deadline:
+                raise ListingTooLongError(f"listing took over {max_seconds:g} s")
     return class_names, files
 
 
