@@ -43,7 +43,7 @@ from PIL import Image
 
 from pyimagesearch import locking
 from pyimagesearch.memory import release_freed_memory
-from pyimagesearch.cli import available_cpus
+from pyimagesearch.cli import available_cpus, unwritable_reason
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 # 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
@@ -109,10 +109,11 @@ def load_image_folder(root, image_size, cache_dir, log=print):
     if not files:
         raise DatasetError(f"no files in the class folders of {root}")
 
-    cache_path = _cache_path(cache_dir, root, image_size)
+    cache_path = cache_path_for(cache_dir, root, image_size)
     keys = [_file_key(root, relative) for relative, _ in files]
     entries, images = _fresh_entries(files, keys, *_read_cache(cache_path, image_size))
     if images is None:
+        check_cache_writable(cache_path)
         try:
             with locking.exclusive(cache_path + ".lock", f"the image cache {cache_path}"):
                 # Read again under the lock: a run that held it may have just written it.
@@ -139,6 +140,18 @@ def load_image_folder(root, image_size, cache_dir, log=print):
         log(f"[WARNING] skipped {message}")
     return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped,
                        hashes, np.asarray(phashes, dtype=np.uint64), root)
+
+
+def check_cache_writable(cache_path):
+    """DatasetError naming --cache-dir when the cache cannot be written at `cache_path`.
+
+    A cache folder that is a file or read-only would otherwise end in a
+    traceback, or in a bare "afile: File exists" from os.makedirs.
+    """
+    reason = unwritable_reason(cache_path + ".lock")
+    if reason:
+        raise DatasetError(f"decoded-image cache: {reason}; pass --cache-dir a writable folder "
+                           "(or set POKEDEX_CACHE_DIR)")
 
 
 def _fresh_entries(files, keys, old_index, old_images):
@@ -209,7 +222,8 @@ class _RowReader:
         return batch
 
 
-def _cache_path(cache_dir, root, image_size):
+def cache_path_for(cache_dir, root, image_size):
+    """Where the decoded cache of `root` at `image_size` lives (add .npy, .json, .lock)."""
     digest = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]
     name = f"{os.path.basename(os.path.abspath(root)) or 'root'}-{digest}-{image_size}px"
     return os.path.join(cache_dir, name)

@@ -375,6 +375,7 @@ def as_image_folder(shards_dir, cache_dir):
     cache_path = os.path.join(cache_dir, f"shards-{digest}-{index.image_size}px.npy")
     shape = (index.count, index.image_size, index.image_size, 3)
     if not os.path.exists(cache_path):
+        dataset_lib.check_cache_writable(cache_path)
         verify(index)
         files = [os.path.join(index.folder, shard.file) for shard in index.shards]
         records = tf.data.TFRecordDataset(files).map(  # index order: row i is example i

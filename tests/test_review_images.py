@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, make_image, make_noise_image
+from conftest import REPO_ROOT, make_image, make_noise_image, run_without_tensorflow
 
 
 def run_python(code, *args, timeout=60, memory_mb=None, cwd=REPO_ROOT):
@@ -94,3 +94,45 @@ def test_a_fifo_in_a_dataset_class_folder_is_skipped_with_one_line(tmp_path):
     assert "[WARNING] skipped red/pipe.png: not a regular file but a FIFO (named pipe)" \
         in result.stdout.splitlines()
     assert "rows 2" in result.stdout
+
+
+# --- item 17: a cache folder that is a file or read-only ------------------------
+
+def test_a_cache_folder_that_is_a_file_is_one_line_naming_cache_dir(tmp_path):
+    from pyimagesearch import dataset
+
+    root = tmp_path / "my data"
+    for name in ("red", "blue"):
+        (root / name).mkdir(parents=True)
+        make_noise_image(root / name / "one.png", size=(12, 12))
+    a_file = tmp_path / "a file"
+    a_file.write_text("not a folder")
+    for cache in (a_file, a_file / "inside"):
+        with pytest.raises(dataset.DatasetError) as caught:
+            dataset.load_image_folder(root, 8, cache, log=lambda _: None)
+        assert str(caught.value).startswith("decoded-image cache: cannot write ")
+        assert f"{a_file} is a file, not a folder; pass --cache-dir" in str(caught.value)
+    if os.geteuid() != 0:  # root writes in a read-only folder, so only a user can see this
+        read_only = tmp_path / "read only"
+        read_only.mkdir(mode=0o555)
+        with pytest.raises(dataset.DatasetError, match="no permission to write in .*--cache-dir"):
+            dataset.load_image_folder(root, 8, read_only, log=lambda _: None)
+
+
+def test_prepare_py_with_a_file_as_cache_dir_exits_2_with_one_line(tmp_path):
+    """It printed only "afile: File exists" (exit 1), after TensorFlow's start; train.py,
+    evaluate.py and doctor.py reach the same check through the loader."""
+    import hashlib
+
+    root = tmp_path / "my data"
+    (root / "red").mkdir(parents=True)
+    make_noise_image(root / "red" / "one.png", size=(12, 12))
+    (tmp_path / "a file").write_text("x")
+    error = run_without_tensorflow("prepare", ["--dataset", root, "--output", tmp_path / "out put",
+                                               "--cache-dir", tmp_path / "a file",
+                                               "--image-size", 8], cwd=tmp_path)
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:16]
+    assert error.strip().splitlines() == [
+        f"prepare.py: error: decoded-image cache: cannot write {tmp_path / 'a file'}/"
+        f"my data-{digest}-8px.lock: {tmp_path / 'a file'} is a file, not a folder; "
+        "pass --cache-dir a writable folder (or set POKEDEX_CACHE_DIR)"]
