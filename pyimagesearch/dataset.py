@@ -47,8 +47,9 @@ from pyimagesearch.cli import available_cpus, unwritable_reason
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 # 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
-# images are reduced before conversion (imageio), so their pixels differ slightly from 2's
-CACHE_VERSION = 3
+# images are reduced before conversion (imageio), so their pixels differ slightly from 2's;
+# 4: every large image is converted to RGB before it is reduced, band by band (imageio)
+CACHE_VERSION = 4
 
 
 class DatasetError(ValueError):

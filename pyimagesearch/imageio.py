@@ -21,7 +21,7 @@ import stat
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageMode, ImageOps
 
 # Decoded pixels we accept after JPEG draft-mode reduction. PIL's own default
 # (~89 MP, 268 MB as RGB) keeps a 36 MP photo loadable while a 20000x20000
@@ -38,8 +38,13 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 # Transparent pixels (RGBA sprites, palette PNGs) are composited onto white,
 # the background most product-style and sprite images use.
 BACKGROUND_RGB = (255, 255, 255)
-# Modes Image.reduce handles (not palette, not 16-bit: those are converted first).
-REDUCIBLE_MODES = ("RGB", "RGBA", "L", "LA", "CMYK", "RGBa", "La")
+# Decoded bytes we accept (pixels x bytes per pixel of the decoded mode): an
+# 8192 x 8192 RGBA image, or an RGB one at the pixel limit. 16-bit and 32-bit
+# modes hold more per pixel, so they must have fewer pixels.
+MAX_DECODED_BYTES = 2**28
+# A large image is converted to RGB and reduced this many pixels at a time.
+BAND_PIXELS = 2**22
+WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class UnreadableImageError(ValueError):
@@ -257,7 +262,11 @@ def _not_a_regular_file(path):
 
 
 def _decode_small(image, image_size, name):
-    """Decode pixels, letting JPEG decode at 1/2..1/8 scale when that is enough."""
+    """Decode pixels, letting JPEG decode at 1/2..1/8 scale when that is enough.
+
+    A large image comes back already converted to RGB and reduced, band by
+    band, so no full-size intermediate of a wider mode is ever made.
+    """
     if image.format == "JPEG":
         # draft() picks the smallest DCT scale that stays >= the requested
         # size: a 36 MP photo decodes as ~0.6 MP, far faster and smaller.
@@ -270,26 +279,65 @@ def _decode_small(image, image_size, name):
             f"{name}: too large ({width}x{height} pixels, "
             f"limit {MAX_DECODED_PIXELS:,}); downscale it first"
         )
+    decoded_bytes = width * height * _bytes_per_pixel(image.mode)
+    if decoded_bytes > MAX_DECODED_BYTES:
+        raise UnreadableImageError(
+            f"{name}: too large ({width}x{height} {image.mode} pixels decode to "
+            f"{decoded_bytes / 2**20:,.1f} MiB, limit {MAX_DECODED_BYTES / 2**20:,.0f} MiB); "
+            "downscale it first"
+        )
     image.load()  # raises on truncated or corrupt data
-    # Other formats decode at full size (and JPEG draft stops at 1/8); shrink by a
-    # whole factor at once (a box filter, ~1 ms per megapixel) so that the mode
-    # conversion and transparency compositing below work on a small image: for a
-    # 36 MP RGBA PNG they would otherwise hold ~0.5 GB per decoding thread.
-    factor = min(width, height) // max(1, image_size)
-    if factor >= 2 and image.mode in REDUCIBLE_MODES and "transparency" not in image.info:
-        reduced = image.reduce(factor)
-        reduced.info, reduced.format = image.info, image.format  # EXIF orientation, ...
-        return reduced
-    return image
+    # Other formats decode at full size (and JPEG draft stops at 1/8). Converting
+    # the whole image at once held several full-size copies in wider modes (16-bit
+    # grey as float64: 2.4 GB for a 195 KB PNG of 9,400 x 9,400; a palette with
+    # transparency as RGBA: 1.5 GB), so a large image is converted and shrunk by a
+    # whole factor (a box filter) one band of rows at a time.
+    factor = max(1, min(width, height) // max(1, image_size))
+    if factor == 1 and width * height <= BAND_PIXELS:
+        return image  # small: _to_rgb8 converts it whole
+    return _reduced_rgb8(image, factor)
 
 
-def _to_rgb8(image):
-    """Any PIL mode -> 8-bit RGB, compositing transparency onto BACKGROUND_RGB."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+def _bytes_per_pixel(mode):
+    """What one pixel of `mode` takes once decoded (bands x sample size)."""
+    try:
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:
+        return 4
+    return len(descriptor.bands) * np.dtype(descriptor.typestr).itemsize
+
+
+def _reduced_rgb8(image, factor):
+    """`image` as 8-bit RGB, shrunk `factor` times, converted BAND_PIXELS at a time."""
+    width, height = image.size
+    peak = _grey_peak(image) if image.mode in WIDE_GREY_MODES else None
+    rows = max(1, BAND_PIXELS // (width * factor)) * factor  # whole blocks per band
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = _to_rgb8(image.crop((0, top, width, min(height, top + rows))), peak)
+        reduced.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    # EXIF orientation and the format travel on; transparency was composited above.
+    reduced.info = {key: value for key, value in image.info.items() if key != "transparency"}
+    reduced.format = image.format
+    return reduced
+
+
+def _grey_peak(image):
+    """The white point of a 16-bit or float grey image: 65535 if any value exceeds 255."""
+    return 65535.0 if image.getextrema()[1] > 255 else 255.0
+
+
+def _to_rgb8(image, peak=None):
+    """Any PIL mode -> 8-bit RGB, compositing transparency onto BACKGROUND_RGB.
+
+    peak: the white point of a 16-bit or float grey image (of the whole image
+    when this is one band of it); found from the pixels when None.
+    """
+    if image.mode in WIDE_GREY_MODES:
         # 16-bit and float grayscale: PIL's convert("L") clips at 255, which
         # turns most of a 16-bit image white, so scale by the value range.
         pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if pixels.max(initial=0) > 255 else 255.0
+        peak = peak or (65535.0 if pixels.max(initial=0) > 255 else 255.0)
         gray = np.clip(pixels * (255.0 / peak), 0, 255).round().astype(np.uint8)
         image = Image.fromarray(gray, mode="L")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (

@@ -8,8 +8,10 @@ instead of hanging the suite or the machine.
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -29,7 +31,7 @@ def run_python(code, *args, timeout=60, memory_mb=None, cwd=REPO_ROOT):
 
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+                          env=dict(os.environ, PYTHONPATH=REPO_ROOT, OPENBLAS_NUM_THREADS="1"),
                           preexec_fn=limit if memory_mb else None)
 
 
@@ -136,3 +138,53 @@ def test_prepare_py_with_a_file_as_cache_dir_exits_2_with_one_line(tmp_path):
         f"prepare.py: error: decoded-image cache: cannot write {tmp_path / 'a file'}/"
         f"my data-{digest}-8px.lock: {tmp_path / 'a file'} is a file, not a folder; "
         "pass --cache-dir a writable folder (or set POKEDEX_CACHE_DIR)"]
+
+
+# --- item 10: small files that decode to gigabytes -------------------------------
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png(path, width, height, bit_depth, colour_type, extra_chunks=b"", rows=None):
+    """A real PNG of all-zero samples: a few hundred KB on disk however large it says it is
+    (rows: how many rows to write, for a file refused from its header alone)."""
+    chunk = png_chunk
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    row = bytes(1 + (width * channels * bit_depth + 7) // 8)  # filter byte + samples
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height if rows is None else rows)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra_chunks
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_grey_and_transparent_palette_pngs_decode_in_bounded_memory(tmp_path):
+    """A 16-bit grey PNG went through float64 at full size (2.4 GB for 9,400 x 9,400) and a
+    palette PNG with transparency through full-size RGBA (1.5 GB); at 6,000 x 6,000 they
+    took ~1 GB and ~0.6 GB. Now each is converted and reduced a band of rows at a time,
+    which fits in a 500 MB address space (Python and PIL themselves take ~110 MB)."""
+    grey = write_png(tmp_path / "deep grey.png", 6000, 6000, 16, 0)
+    palette = write_png(tmp_path / "palette.png", 6000, 6000, 8, 3,
+                        png_chunk(b"PLTE", bytes([0, 0, 0, 0, 255, 0]))  # black, green
+                        + png_chunk(b"tRNS", b"\0"))  # index 0 fully transparent
+    assert grey.stat().st_size < 300_000 and palette.stat().st_size < 300_000
+    code = ("import json, sys\n"
+            "from pyimagesearch.imageio import load_image\n"
+            "print(json.dumps([load_image(path, 32)[5, 5].tolist() for path in sys.argv[1:]]))\n")
+    result = run_python(code, grey, palette, memory_mb=500, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [[0, 0, 0], [255, 255, 255]]  # black; transparent: white
+
+
+def test_decoded_bytes_are_bounded_as_well_as_pixels(tmp_path):
+    """8,200 x 8,200 is under the pixel limit, but as RGBA it decodes to 256.5 MiB."""
+    from pyimagesearch.imageio import MAX_DECODED_PIXELS, UnreadableImageError, load_image
+
+    assert 8200 * 8200 < MAX_DECODED_PIXELS
+    path = write_png(tmp_path / "wide rgba.png", 8200, 8200, 8, 6, rows=1)  # header decides
+    with pytest.raises(UnreadableImageError) as caught:
+        load_image(path, 32)
+    assert str(caught.value) == (f"{path}: too large (8200x8200 RGBA pixels decode to 256.5 MiB, "
+                                 "limit 256 MiB); downscale it first")
