@@ -11,7 +11,8 @@ naming it, and counted.
 
 Decoding happens once, in parallel threads (PIL releases the GIL while it
 decodes and resizes), into a uint8 array file on disk, keyed on each file's
-relative path, size, mtime and the target size. The next run on an unchanged
+relative path, size, mtime, a digest of its first and last 64 KiB (so a file
+replaced with its time put back is decoded again) and the target size. The next run on an unchanged
 dataset reads that file instead of decoding again; changed, added and removed
 files are picked up. The cache is a plain .npy array plus a JSON index, never
 a pickle, and training streams batches from it, so memory does not grow with
@@ -31,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import sys
 import time
 import weakref
@@ -48,8 +50,10 @@ from pyimagesearch.imageio import UnreadableImageError, load_image
 
 # 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
 # images are reduced before conversion (imageio), so their pixels differ slightly from 2's;
-# 4: every large image is converted to RGB before it is reduced, band by band (imageio)
+# 4: every large image is converted to RGB before it is reduced, band by band (imageio);
+# a file's key holds a digest of its first and last KEY_BLOCK bytes (_file_key)
 CACHE_VERSION = 4
+KEY_BLOCK = 64 * 1024
 
 
 class DatasetError(ValueError):
@@ -111,7 +115,7 @@ def load_image_folder(root, image_size, cache_dir, log=print):
         raise DatasetError(f"no files in the class folders of {root}")
 
     cache_path = cache_path_for(cache_dir, root, image_size)
-    keys = [_file_key(root, relative) for relative, _ in files]
+    keys = _file_keys(root, files)
     entries, images = _fresh_entries(files, keys, *_read_cache(cache_path, image_size))
     if images is None:
         check_cache_writable(cache_path)
@@ -230,12 +234,39 @@ def cache_path_for(cache_dir, root, image_size):
     return os.path.join(cache_dir, name)
 
 
+def _file_keys(root, files):
+    """_file_key of every file, read in parallel threads (cold disks answer several reads
+    at once, and hashing releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+        return list(pool.map(lambda item: _file_key(root, item[0]), files))
+
+
 def _file_key(root, relative):
+    """[size, mtime_ns, digest of the first and last KEY_BLOCK bytes], or None if unreadable.
+
+    Size and time alone let a file replaced by other content, its time put back
+    (`touch -r`, `cp -p`, `rsync -t`), keep its old decoded row. The blocks are the
+    whole of most images (up to 2 x 64 KiB) and, for larger ones, the header and the
+    end of the compressed data (PNG's ends with a checksum of all the pixels).
+    """
     try:
-        stat = os.stat(os.path.join(root, relative))
-    except OSError:  # vanished, dangling symlink, symlink loop
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (the decoder skips it).
+        descriptor = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:  # vanished, dangling symlink, symlink loop, no permission
         return None
-    return [stat.st_size, stat.st_mtime_ns]
+    try:
+        info = os.fstat(descriptor)
+        digest = hashlib.blake2b(digest_size=16)
+        if stat.S_ISREG(info.st_mode):
+            digest.update(os.pread(descriptor, KEY_BLOCK, 0))
+            if info.st_size > KEY_BLOCK:
+                digest.update(os.pread(descriptor, KEY_BLOCK,
+                                       max(KEY_BLOCK, info.st_size - KEY_BLOCK)))
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    return [info.st_size, info.st_mtime_ns, digest.hexdigest()]
 
 
 def _read_cache(cache_path, image_size):

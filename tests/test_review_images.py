@@ -188,3 +188,51 @@ def test_decoded_bytes_are_bounded_as_well_as_pixels(tmp_path):
         load_image(path, 32)
     assert str(caught.value) == (f"{path}: too large (8200x8200 RGBA pixels decode to 256.5 MiB, "
                                  "limit 256 MiB); downscale it first")
+
+
+# --- item 6: the decoded cache checks content, not only size and time ------------
+
+def test_a_file_replaced_with_its_time_put_back_is_decoded_again(tmp_path):
+    """Swapping two same-size images and restoring their times (`touch -r`) kept the old
+    rows: evaluation said 100% on the cache and 66.67% on a fresh one."""
+    import numpy as np
+
+    from conftest import BLUE, RED
+    from pyimagesearch import dataset
+
+    root = tmp_path / "my data"
+    red, blue = make_image(root / "red" / "one.png", color=RED), \
+        make_image(root / "blue" / "one.png", color=BLUE)
+    big = make_noise_image(root / "blue" / "big.png", size=(240, 240))  # over 2 x 64 KiB
+    assert os.path.getsize(red) == os.path.getsize(blue) and os.path.getsize(big) > 2 * 2**16
+    cache = tmp_path / "cache"
+    first = dataset.load_image_folder(root, 8, cache, log=lambda _: None)
+    row = {path: np.asarray(first.images[index]) for index, path in enumerate(first.paths)}
+    assert row["red/one.png"][0, 0].tolist() == list(RED)
+
+    def replace(path, content):
+        times = os.stat(path)
+        with open(path, "r+b") as handle:
+            handle.write(content)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # touch -r
+
+    from pathlib import Path
+
+    red, blue, big = Path(red), Path(blue), Path(big)
+    red_bytes, blue_bytes = red.read_bytes(), blue.read_bytes()
+    replace(red, blue_bytes)
+    replace(blue, red_bytes)
+    data = bytearray(big.read_bytes())
+    data[-100] ^= 0xFF  # the end of the compressed pixels (and so the checksum) differs
+    replace(big, bytes(data))
+    lines = []
+    again = dataset.load_image_folder(root, 8, cache, log=lines.append)
+    row = {path: np.asarray(again.images[index]) for index, path in enumerate(again.paths)}
+    assert row["red/one.png"][0, 0].tolist() == list(BLUE)
+    assert row["blue/one.png"][0, 0].tolist() == list(RED)
+    assert "[INFO] Decoding 3 new or changed images..." in lines
+    hashes = dict(zip(again.paths, again.hashes))
+    assert hashes["red/one.png"] == dict(zip(first.paths, first.hashes))["blue/one.png"]
+    lines.clear()
+    dataset.load_image_folder(root, 8, cache, log=lines.append)
+    assert not any("Decoding" in line for line in lines)  # unchanged: the cache is used
