@@ -203,8 +203,9 @@ def test_a_file_replaced_with_its_time_put_back_is_decoded_again(tmp_path):
     root = tmp_path / "my data"
     red, blue = make_image(root / "red" / "one.png", color=RED), \
         make_image(root / "blue" / "one.png", color=BLUE)
-    big = make_noise_image(root / "blue" / "big.png", size=(240, 240))  # over 2 x 64 KiB
-    assert os.path.getsize(red) == os.path.getsize(blue) and os.path.getsize(big) > 2 * 2**16
+    big = make_noise_image(root / "blue" / "big.png", size=(240, 240))  # over 2 x KEY_BLOCK
+    assert os.path.getsize(red) == os.path.getsize(blue)
+    assert os.path.getsize(big) > 2 * dataset.KEY_BLOCK
     cache = tmp_path / "cache"
     first = dataset.load_image_folder(root, 8, cache, log=lambda _: None)
     row = {path: np.asarray(first.images[index]) for index, path in enumerate(first.paths)}
