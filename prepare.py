@@ -43,8 +43,9 @@ def main(argv=None):
     from pyimagesearch import dataset
 
     try:  # before TensorFlow's slow start: the cache folder must be writable
-        dataset.check_cache_writable(dataset.cache_path_for(
-            args.cache_dir or dataset.default_cache_dir(args.output), args.dataset, args.image_size))
+        cache_dir = args.cache_dir or dataset.default_cache_dir(args.output)
+        dataset.check_cache_writable(dataset.cache_path_for(cache_dir, args.dataset,
+                                                            args.image_size))
     except dataset.DatasetError as error:
         cli.fail("prepare.py", str(error))
     cli.import_tensorflow_quietly()  # its C++ start-up lines would bury ours

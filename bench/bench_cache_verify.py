@@ -142,7 +142,8 @@ def main():
         print(f"{name:34} {warm:8.3f} {cold:8.3f} {cold / build_s:12.1%}")
     (stat_warm, stat_cold), (quick_warm, quick_cold), (full_warm, full_cold) = (
         results["stat"], results["head+tail"], results["sha256"])
-    print(f"head+tail vs stat: warm {quick_warm / stat_warm:.1f}x, cold {quick_cold / stat_cold:.1f}x"
+    print(f"head+tail vs stat: warm {quick_warm / stat_warm:.1f}x, "
+          f"cold {quick_cold / stat_cold:.1f}x"
           f"; sha256 vs head+tail: warm {full_warm / quick_warm:.1f}x, "
           f"cold {full_cold / quick_cold:.1f}x")
 

@@ -153,7 +153,8 @@ def write_png(path, width, height, bit_depth, colour_type, extra_chunks=b"", row
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
     row = bytes(1 + (width * channels * bit_depth + 7) // 8)  # filter byte + samples
     compressor = zlib.compressobj(9)
-    pixels = b"".join(compressor.compress(row) for _ in range(height if rows is None else rows)) + compressor.flush()
+    count = height if rows is None else rows
+    pixels = b"".join(compressor.compress(row) for _ in range(count)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra_chunks
                      + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
