@@ -50,7 +50,8 @@ from pyimagesearch.imageio import UnreadableImageError, load_image
 
 # 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
 # images are reduced before conversion (imageio), so their pixels differ slightly from 2's;
-# 4: every large image is converted to RGB before it is reduced, band by band (imageio);
+# 4: large images with alpha, transparency, a palette or 16 bits are converted to RGB
+# before they are reduced, band by band (imageio);
 # a file's key holds a digest of its first and last KEY_BLOCK bytes (_file_key)
 CACHE_VERSION = 4
 KEY_BLOCK = 16 * 1024

@@ -42,7 +42,10 @@ BACKGROUND_RGB = (255, 255, 255)
 # 8192 x 8192 RGBA image, or an RGB one at the pixel limit. 16-bit and 32-bit
 # modes hold more per pixel, so they must have fewer pixels.
 MAX_DECODED_BYTES = 2**28
-# A large image is converted to RGB and reduced this many pixels at a time.
+# Modes reduced as they are (a box filter), before their cheap conversion to RGB.
+PLAIN_MODES = ("RGB", "L", "CMYK")
+# Any other mode (alpha, transparency, palette, 16-bit) is converted to RGB before it is
+# reduced, this many pixels at a time, so no full-size copy in a wider mode is made.
 BAND_PIXELS = 2**22
 WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
@@ -287,12 +290,18 @@ def _decode_small(image, image_size, name):
             "downscale it first"
         )
     image.load()  # raises on truncated or corrupt data
-    # Other formats decode at full size (and JPEG draft stops at 1/8). Converting
-    # the whole image at once held several full-size copies in wider modes (16-bit
-    # grey as float64: 2.4 GB for a 195 KB PNG of 9,400 x 9,400; a palette with
-    # transparency as RGBA: 1.5 GB), so a large image is converted and shrunk by a
-    # whole factor (a box filter) one band of rows at a time.
+    # Other formats decode at full size (and JPEG draft stops at 1/8): shrink by a
+    # whole factor (a box filter, ~1 ms per megapixel). Converting other modes whole
+    # held several full-size copies (16-bit grey as float64: 2.4 GB for a 195 KB PNG
+    # of 9,400 x 9,400; a palette with transparency as RGBA: 1.5 GB), so those are
+    # converted and shrunk one band of rows at a time.
     factor = max(1, min(width, height) // max(1, image_size))
+    if image.mode in PLAIN_MODES and "transparency" not in image.info:
+        if factor < 2:
+            return image
+        reduced = image.reduce(factor)  # converted after, at the small size
+        reduced.info, reduced.format = image.info, image.format  # EXIF orientation, ...
+        return reduced
     if factor == 1 and width * height <= BAND_PIXELS:
         return image  # small: _to_rgb8 converts it whole
     return _reduced_rgb8(image, factor)
