@@ -12,9 +12,9 @@ naming it, and counted.
 Decoding happens once, in parallel threads (PIL releases the GIL while it
 decodes and resizes), into a uint8 array file on disk, keyed on each file's
 relative path, size, mtime, a digest of its first and last 16 KiB (so a file
-replaced with its time put back is decoded again) and the target size. The next run on an unchanged
-dataset reads that file instead of decoding again; changed, added and removed
-files are picked up. The cache is a plain .npy array plus a JSON index, never
+replaced with its time put back is decoded again) and the target size. The
+next run on an unchanged dataset reads that file instead of decoding again;
+changed, added and removed files are picked up. The cache is a plain .npy array plus a JSON index, never
 a pickle, and training streams batches from it, so memory does not grow with
 the dataset (the tutorial kept every image in RAM as float32).
 
@@ -252,10 +252,13 @@ def _file_key(root, relative):
     Hashing dominates the cost of a reused cache, so the blocks are small:
     bench/bench_cache_verify.py compares them with 64 KiB and a full sha256.
     """
+    path = os.path.join(root, relative)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (the decoder skips it).
-        descriptor = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:  # vanished, dangling symlink, symlink loop, no permission
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except PermissionError:  # kept, so that the decoder says "Permission denied" for it
+        return _stat_key(path)
+    except OSError:  # vanished, dangling symlink, symlink loop
         return None
     try:
         info = os.fstat(descriptor)
@@ -270,6 +273,14 @@ def _file_key(root, relative):
     finally:
         os.close(descriptor)
     return [info.st_size, info.st_mtime_ns, digest.hexdigest()[:32]]
+
+
+def _stat_key(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, None]
 
 
 def _read_cache(cache_path, image_size):
