@@ -40,6 +40,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from pyimagesearch import dataset
+
+    try:  # before TensorFlow's slow start: the cache folder must be writable
+        cache_dir = args.cache_dir or dataset.default_cache_dir(args.output)
+        dataset.check_cache_writable(dataset.cache_path_for(cache_dir, args.dataset,
+                                                            args.image_size))
+    except dataset.DatasetError as error:
+        cli.fail("prepare.py", str(error))
     cli.import_tensorflow_quietly()  # its C++ start-up lines would bury ours
     from pyimagesearch import shards
 

@@ -11,9 +11,10 @@ naming it, and counted.
 
 Decoding happens once, in parallel threads (PIL releases the GIL while it
 decodes and resizes), into a uint8 array file on disk, keyed on each file's
-relative path, size, mtime and the target size. The next run on an unchanged
-dataset reads that file instead of decoding again; changed, added and removed
-files are picked up. The cache is a plain .npy array plus a JSON index, never
+relative path, size, mtime, a digest of its first and last 16 KiB (so a file
+replaced with its time put back is decoded again) and the target size. The
+next run on an unchanged dataset reads that file instead of decoding again;
+changed, added and removed files are picked up. The cache is a plain .npy array plus a JSON index, never
 a pickle, and training streams batches from it, so memory does not grow with
 the dataset (the tutorial kept every image in RAM as float32).
 
@@ -31,7 +32,9 @@ import hashlib
 import io
 import json
 import os
+import stat
 import sys
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,12 +45,16 @@ from PIL import Image
 
 from pyimagesearch import locking
 from pyimagesearch.memory import release_freed_memory
-from pyimagesearch.cli import available_cpus
+from pyimagesearch.cli import available_cpus, unwritable_reason
 from pyimagesearch.imageio import UnreadableImageError, load_image
 
 # 2: sha256 and phash per file, and the .npy's identity in the index; 3: large non-JPEG
-# images are reduced before conversion (imageio), so their pixels differ slightly from 2's
-CACHE_VERSION = 3
+# images are reduced before conversion (imageio), so their pixels differ slightly from 2's;
+# 4: large images with alpha, transparency, a palette or 16 bits are converted to RGB
+# before they are reduced, band by band (imageio);
+# a file's key holds a digest of its first and last KEY_BLOCK bytes (_file_key)
+CACHE_VERSION = 4
+KEY_BLOCK = 16 * 1024
 
 
 class DatasetError(ValueError):
@@ -66,8 +73,17 @@ class ImageFolder:
     root: str = ""  # the dataset folder `paths` are relative to
 
 
-def list_class_files(root):
-    """Return (class_names, [(relative_path, class_index), ...]), sorted."""
+class ListingTooLongError(DatasetError):
+    """list_class_files gave up: more files, or more time, than its caller allowed."""
+
+
+def list_class_files(root, max_files=None, max_seconds=None):
+    """Return (class_names, [(relative_path, class_index), ...]), sorted.
+
+    max_files / max_seconds: raise ListingTooLongError past either (a check
+    that only wants a quick look must not walk a huge folder on every call).
+    """
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
     if not os.path.isdir(root):
         raise DatasetError(f"dataset folder not found: {root}")
     class_names = sorted(
@@ -84,6 +100,10 @@ def list_class_files(root):
             for name in sorted(names):  # hidden files too: judged by content
                 relative = os.path.relpath(os.path.join(folder, name), root)
                 files.append((relative, class_index))
+            if max_files is not None and len(files) > max_files:
+                raise ListingTooLongError(f"over {max_files:,} files")
+            if deadline is not None and time.monotonic() > deadline:
+                raise ListingTooLongError(f"listing took over {max_seconds:g} s")
     return class_names, files
 
 
@@ -95,10 +115,11 @@ def load_image_folder(root, image_size, cache_dir, log=print):
     if not files:
         raise DatasetError(f"no files in the class folders of {root}")
 
-    cache_path = _cache_path(cache_dir, root, image_size)
-    keys = [_file_key(root, relative) for relative, _ in files]
+    cache_path = cache_path_for(cache_dir, root, image_size)
+    keys = _file_keys(root, files)
     entries, images = _fresh_entries(files, keys, *_read_cache(cache_path, image_size))
     if images is None:
+        check_cache_writable(cache_path)
         try:
             with locking.exclusive(cache_path + ".lock", f"the image cache {cache_path}"):
                 # Read again under the lock: a run that held it may have just written it.
@@ -125,6 +146,18 @@ def load_image_folder(root, image_size, cache_dir, log=print):
         log(f"[WARNING] skipped {message}")
     return ImageFolder(class_names, paths, np.asarray(labels, dtype=np.int64), images, skipped,
                        hashes, np.asarray(phashes, dtype=np.uint64), root)
+
+
+def check_cache_writable(cache_path):
+    """DatasetError naming --cache-dir when the cache cannot be written at `cache_path`.
+
+    A cache folder that is a file or read-only would otherwise end in a
+    traceback, or in a bare "afile: File exists" from os.makedirs.
+    """
+    reason = unwritable_reason(cache_path + ".lock")
+    if reason:
+        raise DatasetError(f"decoded-image cache: {reason}; pass --cache-dir a writable folder "
+                           "(or set POKEDEX_CACHE_DIR)")
 
 
 def _fresh_entries(files, keys, old_index, old_images):
@@ -195,18 +228,59 @@ class _RowReader:
         return batch
 
 
-def _cache_path(cache_dir, root, image_size):
+def cache_path_for(cache_dir, root, image_size):
+    """Where the decoded cache of `root` at `image_size` lives (add .npy, .json, .lock)."""
     digest = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]
     name = f"{os.path.basename(os.path.abspath(root)) or 'root'}-{digest}-{image_size}px"
     return os.path.join(cache_dir, name)
 
 
+def _file_keys(root, files):
+    """_file_key of every file, read in parallel threads (cold disks answer several reads
+    at once, and hashing releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+        return list(pool.map(lambda item: _file_key(root, item[0]), files))
+
+
 def _file_key(root, relative):
+    """[size, mtime_ns, digest of the first and last KEY_BLOCK bytes], or None if unreadable.
+
+    Size and time alone let a file replaced by other content, its time put back
+    (`touch -r`, `cp -p`, `rsync -t`), keep its old decoded row. The blocks are the
+    whole of a small image and, for larger ones, the header (size, tables, EXIF) and
+    the end of the compressed data (PNG's ends with a checksum of all the pixels).
+    Hashing dominates the cost of a reused cache, so the blocks are small:
+    bench/bench_cache_verify.py compares them with 64 KiB and a full sha256.
+    """
+    path = os.path.join(root, relative)
     try:
-        stat = os.stat(os.path.join(root, relative))
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (the decoder skips it).
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except PermissionError:  # kept, so that the decoder says "Permission denied" for it
+        return _stat_key(path)
     except OSError:  # vanished, dangling symlink, symlink loop
         return None
-    return [stat.st_size, stat.st_mtime_ns]
+    try:
+        info = os.fstat(descriptor)
+        digest = hashlib.sha256()  # faster than blake2b where the CPU has SHA instructions
+        if stat.S_ISREG(info.st_mode):
+            digest.update(os.pread(descriptor, KEY_BLOCK, 0))
+            if info.st_size > KEY_BLOCK:
+                digest.update(os.pread(descriptor, KEY_BLOCK,
+                                       max(KEY_BLOCK, info.st_size - KEY_BLOCK)))
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    return [info.st_size, info.st_mtime_ns, digest.hexdigest()[:32]]
+
+
+def _stat_key(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, None]
 
 
 def _read_cache(cache_path, image_size):

@@ -6,7 +6,9 @@
 - `dataset_changes` (classify.py, evaluate.py and serve.py, through
   inference.Classifier): lists the training folder again (names only, no
   decoding: milliseconds) and returns one line when it gained or lost
-  classes, or a class's file count moved by more than CHANGED_SHARE.
+  classes, or a class's file count moved by more than CHANGED_SHARE; a
+  folder too big to list quickly (MAX_LISTED_FILES, MAX_LISTING_SECONDS) is
+  not checked, and the line says so.
 - `compare_folder` (`evaluate.py --drift DIR`): classifies a new folder and
   compares it with the validation split the model stored (confidence.py):
   how many images are unknown against the 5% expected, the mean unknown
@@ -21,6 +23,10 @@ import os
 import numpy as np
 
 CHANGED_SHARE = 0.2  # a class whose file count moved by more than this has "changed a lot"
+# dataset_changes runs on every classify.py call: a training folder such as /usr
+# (140,000 files, 7 s) is not listed past these, and the check says it stopped.
+MAX_LISTED_FILES = 50_000
+MAX_LISTING_SECONDS = 1.0
 # --drift advises retraining on any of these (see compare_folder):
 UNKNOWN_RATIO_LIMIT = 2.0  # unknown share over twice the validation split's...
 CHANCE = 0.01  # ...and beyond chance: a binomial (mix: chi-square) p-value under this
@@ -50,14 +56,17 @@ def dataset_changes(recorded, root=None):
     `recorded`: the description's data_fingerprint. `root` defaults to the
     folder it names; a folder that is gone (the model travelled) says nothing.
     """
-    from pyimagesearch.dataset import DatasetError, list_class_files
+    from pyimagesearch.dataset import DatasetError, ListingTooLongError, list_class_files
 
     root = root or recorded.get("dataset")
     before = recorded.get("files_per_class")
     if not root or not before or not os.path.isdir(root):
         return None
     try:
-        listed, files = list_class_files(root)
+        listed, files = list_class_files(root, MAX_LISTED_FILES, MAX_LISTING_SECONDS)
+    except ListingTooLongError as error:
+        return (f"[INFO] did not check the training folder {root} for changes since training "
+                f"({error}; a quick check stops there)")
     except (DatasetError, OSError):
         return None
     now = dict(zip(listed, np.bincount([index for _, index in files],

@@ -17,10 +17,11 @@ here too (`find_images`, `screen_images`), beside the reader they serve.
 """
 
 import os
+import stat
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageMode, ImageOps
 
 # Decoded pixels we accept after JPEG draft-mode reduction. PIL's own default
 # (~89 MP, 268 MB as RGB) keeps a 36 MP photo loadable while a 20000x20000
@@ -37,8 +38,16 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 # Transparent pixels (RGBA sprites, palette PNGs) are composited onto white,
 # the background most product-style and sprite images use.
 BACKGROUND_RGB = (255, 255, 255)
-# Modes Image.reduce handles (not palette, not 16-bit: those are converted first).
-REDUCIBLE_MODES = ("RGB", "RGBA", "L", "LA", "CMYK", "RGBa", "La")
+# Decoded bytes we accept (pixels x bytes per pixel of the decoded mode): an
+# 8192 x 8192 RGBA image, or an RGB one at the pixel limit. 16-bit and 32-bit
+# modes hold more per pixel, so they must have fewer pixels.
+MAX_DECODED_BYTES = 2**28
+# Modes reduced as they are (a box filter), before their cheap conversion to RGB.
+PLAIN_MODES = ("RGB", "L", "CMYK")
+# Any other mode (alpha, transparency, palette, 16-bit) is converted to RGB before it is
+# reduced, this many pixels at a time, so no full-size copy in a wider mode is made.
+BAND_PIXELS = 2**22
+WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class UnreadableImageError(ValueError):
@@ -82,6 +91,9 @@ def open_rgb(path, min_size):
     JPEGs are decoded at a reduced scale when that still gives `min_size`;
     other formats at full size. Raises UnreadableImageError naming the file.
     """
+    problem = _not_a_regular_file(path) if isinstance(path, (str, os.PathLike)) else None
+    if problem:
+        raise UnreadableImageError(problem)
     try:
         with Image.open(path) as image:
             return _upright_rgb8(image, min_size, path)
@@ -135,18 +147,21 @@ def find_images(spec, exclude=None):
 
     Returns sorted paths; files inside the `exclude` folder (classify.py's
     output folder) are left out so earlier results are not classified again.
+    Symlinked folders are not followed when recursing (a folder's walk or a
+    `**` in a glob), so a link loop such as `up -> ..` cannot repeat files or
+    hang; a file reached twice (two links to it) is listed once.
     """
     import glob
 
     if os.path.isdir(spec):
         roots = [spec]
     else:
-        roots = sorted(glob.glob(spec, recursive=True))
+        roots = sorted(_glob_without_links(spec) if "**" in spec else glob.glob(spec))
     excluded = os.path.realpath(exclude) if exclude and os.path.isdir(exclude) else None
     found = []
     for root in roots:
-        if os.path.isfile(root):
-            found.append(root)
+        if not os.path.isdir(root):
+            found.append(root)  # a FIFO or socket too: screen_images names and skips it
             continue
         for folder, subfolders, names in os.walk(root):
             subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
@@ -155,17 +170,70 @@ def find_images(spec, exclude=None):
                 subfolders[:] = []
                 continue
             found.extend(os.path.join(folder, name) for name in sorted(names))
-    return list(dict.fromkeys(found))  # a file matched twice is classified once
+    by_real_path = {}  # a file matched twice (by the glob and a walk, or by two links) once
+    for path in found:
+        by_real_path.setdefault(os.path.realpath(path), path)
+    return list(by_real_path.values())
+
+
+def _glob_without_links(spec):
+    """glob.glob(spec, recursive=True), except that `**` never enters a symlinked folder.
+
+    Python's own `**` follows links, so `up -> ..` repeats every file and two
+    such links grow the search exponentially. Each `**` here is an
+    os.walk(followlinks=False); other parts match as glob does (fnmatch on one
+    level, hidden names only for a pattern that starts with a dot).
+    """
+    import fnmatch
+    import glob
+
+    def join(path, name):
+        return os.path.join(path, name) if path else name  # "" is the current folder
+
+    absolute = os.path.isabs(spec)
+    parts = spec.split(os.sep)[1 if absolute else 0:]
+    paths = [os.sep if absolute else ""]
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        matched = []
+        for path in paths:
+            base = path or os.curdir
+            if part == "**":
+                for folder, subfolders, names in os.walk(base):  # never follows links
+                    subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                    here = join(path, os.path.relpath(folder, base)) if folder != base else path
+                    matched.append(here)
+                    if last:  # a trailing ** names files too, as glob's does
+                        matched.extend(join(here, name) for name in sorted(names + subfolders)
+                                       if not name.startswith("."))
+            elif not part or not glob.has_magic(part):
+                matched.append(join(path, part) if part else path)
+            else:
+                try:
+                    names = sorted(entry.name for entry in os.scandir(base))
+                except OSError:
+                    continue
+                if not part.startswith("."):
+                    names = [name for name in names if not name.startswith(".")]
+                matched.extend(join(path, name) for name in fnmatch.filter(names, part))
+        paths = [path for path in dict.fromkeys(matched)
+                 if not path or (os.path.lexists(path) and (last or os.path.isdir(path)))]
+    return [path for path in paths if path]
 
 
 def screen_images(paths, on_skip):
     """Paths whose header Pillow recognises (cheap: nothing is decoded yet).
 
-    Catches text files, .DS_Store and empty files before TensorFlow starts;
+    Catches text files, .DS_Store, empty files and what is not a regular file
+    (a FIFO would block the reader forever) before TensorFlow starts;
     truncated images are caught later, when they are decoded for prediction.
     """
     kept = []
     for path in paths:
+        problem = _not_a_regular_file(path)
+        if problem:
+            on_skip(path, problem)
+            continue
         try:
             with Image.open(path):
                 pass
@@ -179,8 +247,29 @@ def screen_images(paths, on_skip):
     return kept
 
 
+def _not_a_regular_file(path):
+    """'path: reason' when `path` is a FIFO, socket or device, else None.
+
+    Opening a FIFO blocks until a writer comes, forever in a batch run, so
+    such files are refused by their type before anything reads them.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # the opener's own error names what is wrong
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder has its own message
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "something else")
+    return f"{path}: not a regular file but {kind}"
+
+
 def _decode_small(image, image_size, name):
-    """Decode pixels, letting JPEG decode at 1/2..1/8 scale when that is enough."""
+    """Decode pixels, letting JPEG decode at 1/2..1/8 scale when that is enough.
+
+    A large image comes back already converted to RGB and reduced, band by
+    band, so no full-size intermediate of a wider mode is ever made.
+    """
     if image.format == "JPEG":
         # draft() picks the smallest DCT scale that stays >= the requested
         # size: a 36 MP photo decodes as ~0.6 MP, far faster and smaller.
@@ -193,26 +282,71 @@ def _decode_small(image, image_size, name):
             f"{name}: too large ({width}x{height} pixels, "
             f"limit {MAX_DECODED_PIXELS:,}); downscale it first"
         )
+    decoded_bytes = width * height * _bytes_per_pixel(image.mode)
+    if decoded_bytes > MAX_DECODED_BYTES:
+        raise UnreadableImageError(
+            f"{name}: too large ({width}x{height} {image.mode} pixels decode to "
+            f"{decoded_bytes / 2**20:,.1f} MiB, limit {MAX_DECODED_BYTES / 2**20:,.0f} MiB); "
+            "downscale it first"
+        )
     image.load()  # raises on truncated or corrupt data
-    # Other formats decode at full size (and JPEG draft stops at 1/8); shrink by a
-    # whole factor at once (a box filter, ~1 ms per megapixel) so that the mode
-    # conversion and transparency compositing below work on a small image: for a
-    # 36 MP RGBA PNG they would otherwise hold ~0.5 GB per decoding thread.
-    factor = min(width, height) // max(1, image_size)
-    if factor >= 2 and image.mode in REDUCIBLE_MODES and "transparency" not in image.info:
-        reduced = image.reduce(factor)
+    # Other formats decode at full size (and JPEG draft stops at 1/8): shrink by a
+    # whole factor (a box filter, ~1 ms per megapixel). Converting other modes whole
+    # held several full-size copies (16-bit grey as float64: 2.4 GB for a 195 KB PNG
+    # of 9,400 x 9,400; a palette with transparency as RGBA: 1.5 GB), so those are
+    # converted and shrunk one band of rows at a time.
+    factor = max(1, min(width, height) // max(1, image_size))
+    if image.mode in PLAIN_MODES and "transparency" not in image.info:
+        if factor < 2:
+            return image
+        reduced = image.reduce(factor)  # converted after, at the small size
         reduced.info, reduced.format = image.info, image.format  # EXIF orientation, ...
         return reduced
-    return image
+    if factor == 1 and width * height <= BAND_PIXELS:
+        return image  # small: _to_rgb8 converts it whole
+    return _reduced_rgb8(image, factor)
 
 
-def _to_rgb8(image):
-    """Any PIL mode -> 8-bit RGB, compositing transparency onto BACKGROUND_RGB."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+def _bytes_per_pixel(mode):
+    """What one pixel of `mode` takes once decoded (bands x sample size)."""
+    try:
+        descriptor = ImageMode.getmode(mode)
+    except KeyError:
+        return 4
+    return len(descriptor.bands) * np.dtype(descriptor.typestr).itemsize
+
+
+def _reduced_rgb8(image, factor):
+    """`image` as 8-bit RGB, shrunk `factor` times, converted BAND_PIXELS at a time."""
+    width, height = image.size
+    peak = _grey_peak(image) if image.mode in WIDE_GREY_MODES else None
+    rows = max(1, BAND_PIXELS // (width * factor)) * factor  # whole blocks per band
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = _to_rgb8(image.crop((0, top, width, min(height, top + rows))), peak)
+        reduced.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    # EXIF orientation and the format travel on; transparency was composited above.
+    reduced.info = {key: value for key, value in image.info.items() if key != "transparency"}
+    reduced.format = image.format
+    return reduced
+
+
+def _grey_peak(image):
+    """The white point of a 16-bit or float grey image: 65535 if any value exceeds 255."""
+    return 65535.0 if image.getextrema()[1] > 255 else 255.0
+
+
+def _to_rgb8(image, peak=None):
+    """Any PIL mode -> 8-bit RGB, compositing transparency onto BACKGROUND_RGB.
+
+    peak: the white point of a 16-bit or float grey image (of the whole image
+    when this is one band of it); found from the pixels when None.
+    """
+    if image.mode in WIDE_GREY_MODES:
         # 16-bit and float grayscale: PIL's convert("L") clips at 255, which
         # turns most of a 16-bit image white, so scale by the value range.
         pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if pixels.max(initial=0) > 255 else 255.0
+        peak = peak or (65535.0 if pixels.max(initial=0) > 255 else 255.0)
         gray = np.clip(pixels * (255.0 / peak), 0, 255).round().astype(np.uint8)
         image = Image.fromarray(gray, mode="L")
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (

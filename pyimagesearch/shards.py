@@ -119,9 +119,15 @@ def read_index(path):
         shards = [Shard(**entry) for entry in raw["shards"]]
         index = Index(folder, list(raw["class_names"]), int(raw["image_size"]),
                       int(raw["per_shard"]), shards, int(raw["cache_version"]))
+        if not all(isinstance(name, str) for name in index.class_names):
+            raise ShardError(f"{index_path}: damaged shards index (class_names)")
+        first = 0
         for shard in shards:
-            if not _SHARD_NAME.fullmatch(shard.file) or len(shard.examples) != shard.count:
-                raise ShardError(f"{index_path}: damaged entry for {shard.file!r}")
+            problem = _damage(shard, first, len(index.class_names))
+            if problem:
+                raise ShardError(f"{index_path}: damaged entry for {shard.file!r} ({problem}); "
+                                 "run prepare.py again")
+            first += shard.count
     except FileNotFoundError:
         raise ShardError(f"{index_path}: no shards index (run prepare.py first)") from None
     except OSError as error:
@@ -131,6 +137,38 @@ def read_index(path):
             raise
         raise ShardError(f"{index_path}: damaged shards index ({type(error).__name__})") from None
     return index
+
+
+_HEX64, _HEX16 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{16}")
+
+
+def _damage(shard, first, num_classes):
+    """What is wrong with one shards.json entry (a short phrase), or None.
+
+    Everything a reader later indexes or parses is checked here, so a damaged
+    index is one line naming it rather than a KeyError deep in training.
+    """
+    if not (isinstance(shard.file, str) and _SHARD_NAME.fullmatch(shard.file)):
+        return "file name"
+    if not isinstance(shard.examples, list) or shard.count != len(shard.examples):
+        return "count"
+    if shard.first != first:
+        return f"first {shard.first!r}, expected {first}"
+    if not (isinstance(shard.sha256, str) and _HEX64.fullmatch(shard.sha256)):
+        return "sha256"
+    for example in shard.examples:
+        if not (isinstance(example, list) and len(example) == 4):
+            return f"example {example!r}"
+        path, label, sha, phash = example
+        if not isinstance(path, str):
+            return f"path {path!r}"
+        if type(label) is not int or not 0 <= label < num_classes:
+            return f"label {label!r} of {path}, expected 0 to {num_classes - 1}"
+        if not (isinstance(sha, str) and _HEX64.fullmatch(sha)):
+            return f"sha256 {sha!r} of {path}"
+        if not (isinstance(phash, str) and _HEX16.fullmatch(phash)):
+            return f"phash {phash!r} of {path}"
+    return None
 
 
 def verify(index, shards=None):
@@ -337,6 +375,7 @@ def as_image_folder(shards_dir, cache_dir):
     cache_path = os.path.join(cache_dir, f"shards-{digest}-{index.image_size}px.npy")
     shape = (index.count, index.image_size, index.image_size, 3)
     if not os.path.exists(cache_path):
+        dataset_lib.check_cache_writable(cache_path)
         verify(index)
         files = [os.path.join(index.folder, shard.file) for shard in index.shards]
         records = tf.data.TFRecordDataset(files).map(  # index order: row i is example i

@@ -103,6 +103,16 @@ def test_glob_pattern_and_no_match(classify, tmp_path):
     assert code == 2 and "no files found in or matching photos/*.gif" in err
 
 
+def test_a_double_star_glob_classifies_each_file_once_past_a_symlink_loop(classify, tmp_path):
+    """An `up -> ..` link made `**` classify the same file 41 times (review 23, item 8)."""
+    make_image(tmp_path / "my photos" / "red one.png", color=RED)
+    make_image(tmp_path / "my photos" / "sub" / "blue two.png", color=BLUE)
+    os.symlink("..", tmp_path / "my photos" / "sub" / "up")
+    code, out, err = classify("-i", "my photos/**/*.png")
+    assert code == 0, err
+    assert "classified 2 image(s)" in out, out
+
+
 def test_top_k_lists_ranked_labels(classify, tmp_path):
     image = make_image(tmp_path / "green.png", color=GREEN)
     code, out, _ = classify("-i", image, "--top-k", "2")

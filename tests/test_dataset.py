@@ -414,7 +414,7 @@ with locking.exclusive(sys.argv[1], "test"):
 
 def test_a_rebuild_while_another_process_holds_the_cache_names_it(dataset_root, tmp_path):
     cache = tmp_path / "cache"
-    lock_path = dataset_module._cache_path(str(cache), str(dataset_root), SIZE) + ".lock"
+    lock_path = dataset_module.cache_path_for(str(cache), str(dataset_root), SIZE) + ".lock"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, lock_path], cwd=REPO_ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -434,7 +434,7 @@ def test_a_warm_cache_is_read_while_another_process_holds_the_lock(dataset_root,
                                                                    decode_calls):
     cache = tmp_path / "cache"
     load(dataset_root, cache)
-    lock_path = dataset_module._cache_path(str(cache), str(dataset_root), SIZE) + ".lock"
+    lock_path = dataset_module.cache_path_for(str(cache), str(dataset_root), SIZE) + ".lock"
     decode_calls.clear()
     with dataset_module.locking.exclusive(lock_path, "test"):  # flock: per open file
         folder, _ = load(dataset_root, cache)

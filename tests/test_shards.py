@@ -208,6 +208,36 @@ def test_damaged_or_missing_shards_and_index_are_one_line_errors(prepared, tmp_p
     assert issubclass(shards.ShardError, dataset.DatasetError)
 
 
+def test_a_damaged_field_in_shards_json_is_one_line_naming_it(prepared):
+    """A hand-edited or damaged index: a label out of range, a bad phash or sha256,
+    a wrong count or first: ShardError (one line, exit 2 in the scripts), never a
+    KeyError or ValueError from deep inside training (review 23, item 18)."""
+    import json
+
+    _, output, _ = prepared
+    index_path = output / "shards.json"
+    good = json.loads(index_path.read_text())
+    damages = {
+        "label 7": lambda raw: raw["shards"][0]["examples"][0].__setitem__(1, 7),
+        "label -1": lambda raw: raw["shards"][0]["examples"][0].__setitem__(1, -1),
+        "phash 'zz'": lambda raw: raw["shards"][1]["examples"][0].__setitem__(3, "zz"),
+        "sha256 'x'": lambda raw: raw["shards"][1]["examples"][1].__setitem__(2, "x"),
+        "first 5": lambda raw: raw["shards"][1].__setitem__("first", 5),
+        "example": lambda raw: raw["shards"][2]["examples"].__setitem__(0, "a"),
+    }
+    for expected, damage in damages.items():
+        raw = json.loads(json.dumps(good))
+        damage(raw)
+        index_path.write_text(json.dumps(raw))
+        with pytest.raises(shards.ShardError) as caught:
+            shards.read_index(output)
+        message = str(caught.value)
+        assert message.startswith(f"{index_path}: damaged entry") and expected in message, message
+        assert "\n" not in message
+    index_path.write_text(json.dumps(good))
+    assert shards.read_index(output).count == 8
+
+
 def run_prepare(*args, cwd):
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "prepare.py"), *map(str, args)],
                           cwd=cwd, capture_output=True, text=True, timeout=120,
