@@ -27,7 +27,7 @@ def parse_args(argv=None):
                             "_classified.png); several: a folder for them (default: output/). "
                             "Inputs are never overwritten")
     answer = parser.add_argument_group("answers")
-    answer.add_argument("--top-k", type=cli.positive_int, default=1,
+    answer.add_argument("--top-k", type=cli.top_k, default=1,
                         help="print the K most likely labels (default: %(default)s)")
     answer.add_argument("--min-confidence", type=cli.probability, default=0.0,
                         help="answer 'unknown' when the best probability is below this, "
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     answer.add_argument("--json", action="store_true",
                         help="print one JSON object per image on stdout (path, label, labels, "
                              "probabilities, true_label, correct); messages go to stderr")
-    answer.add_argument("--batch-size", type=cli.positive_int, default=32,
+    answer.add_argument("--batch-size", type=cli.batch_size, default=32,
                         help="images per model call (default: %(default)s)")
     answer.add_argument("--backend", choices=("auto", "keras"), default="auto",
                         help="'auto' runs train.py's LiteRT copy (MODEL.tflite) when the run id "
