@@ -179,6 +179,29 @@ def unwritable_reason(path):
     return None
 
 
+def file_problem(path):
+    """Why `path` is not a file to read, in words ('file not found: X', 'X is a folder, not a
+    file', 'X is not a regular file ...'), or None. A FIFO would block the reader forever."""
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a file"
+    if not os.path.exists(path):
+        return f"file not found: {path}"
+    if not os.path.isfile(path):
+        return f"{path} is not a regular file (a pipe, socket or device); give a file"
+    return None
+
+
+def printable(name):
+    """A file name as text every page, report, JSON file and console can take.
+
+    A name that is not UTF-8 reaches Python with its odd bytes as lone surrogates
+    (os.fsdecode); writing those to a UTF-8 file or a strict stdout raises
+    UnicodeEncodeError. They are shown as escapes instead: b'notes\\xff.txt' reads
+    'notes\\xff.txt'. A name that is valid UTF-8 comes back unchanged.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def fail(prog, message, code=USAGE_ERROR):
     """Print `prog: error: message` on one line and exit with `code`."""
     print(f"{prog}: error: {message}", file=sys.stderr)

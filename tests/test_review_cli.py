@@ -103,3 +103,124 @@ def test_the_bounds_keep_the_sizes_the_networks_use():
     assert cli.image_size("1024") == 1024 and cli.image_size("28") == 28
     assert cli.batch_size("4096") == 4096
     assert cli.learning_rate("1") == 1.0 and cli.checkpoint_seconds("0") == 0.0
+
+
+# --- items 7 and 16: doctor.py checks its paths before the analysis ----------------------
+
+def make_dataset(root):
+    """Two classes of two tiny PNGs: enough for doctor.py's analysis to start."""
+    from conftest import make_image
+
+    for name, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        for index in range(2):
+            make_image(root / name / f"{index}.png", size=(8, 8), color=color)
+    return root
+
+
+@pytest.mark.parametrize("where", ["the dataset", "a class folder", "a link to a class folder",
+                                   "a link to the dataset's parent, then inside"])
+def test_doctor_refuses_a_quarantine_inside_the_dataset(folder, where):
+    data = make_dataset(folder / "my data")
+    quarantine = {"the dataset": data, "a class folder": data / "red" / "out"}.get(where)
+    if where == "a link to a class folder":
+        quarantine = folder / "q link"
+        quarantine.symlink_to(data / "red")
+    elif where.startswith("a link to the dataset's parent"):
+        (folder / "up").symlink_to(folder)
+        quarantine = folder / "up" / "my data" / "q"
+    result = run_script("doctor.py", "--dataset", data, "--quarantine", quarantine,
+                        "--move", "duplicate", cwd=folder)
+    assert_one_line_error(result, "--quarantine", "inside the dataset")
+    assert not (folder / "my data.doctor.json").exists()  # refused before the analysis
+    assert sorted(p.name for p in (data / "red").iterdir()) == ["0.png", "1.png"]
+
+
+def test_doctor_names_a_bad_model_label_file_or_output_in_one_line(folder, color_model):
+    data = make_dataset(folder / "my data")
+    (folder / "a file").write_text("x")
+    model, labels = color_model
+    cases = [
+        (["-m", folder / "no model", "-l", labels], "--model: file not found"),
+        (["-m", model, "-l", data], "--labelbin: " + f"{data} is a folder"),
+        (["--output-prefix", folder / "a file" / "report"], "--output-prefix: cannot write"),
+        (["--quarantine", folder / "a file" / "q", "--move", "duplicate"],
+         "--quarantine: cannot write"),
+    ]
+    for args, fragment in cases:
+        result = run_script("doctor.py", "--dataset", data, "--cache-dir", folder / "cache",
+                            *args, cwd=folder)
+        assert_one_line_error(result, fragment)
+        assert not (folder / "cache").exists()  # refused before the analysis
+    # An output folder that does not exist yet is made.
+    result = run_script("doctor.py", "--dataset", data, "--cache-dir", folder / "cache",
+                        "--output-prefix", folder / "new folder" / "report", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (folder / "new folder" / "report.html").exists()
+
+
+def test_doctor_says_the_label_file_is_of_another_run(folder, color_model, capsys):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from conftest import run_main
+    from pyimagesearch import persistence
+
+    data = make_dataset(folder / "my data")
+    other = folder / "other lb.pickle"
+    persistence.save_label_binarizer(LabelBinarizer().fit(["a", "b", "c", "d"]), other)
+    # In this process, where the colour model already brought TensorFlow in.
+    code, out, err = run_main("doctor", ["--dataset", data, "-m", color_model[0], "-l", other,
+                                         "--cache-dir", folder / "cache"], capsys)
+    assert code == 2 and err.count("error:") == 1, err
+    assert "has 4 classes but" in err and "different training runs" in err, err
+
+
+# --- item 22: say what a wrong file is ------------------------------------------------------
+
+def test_classify_says_what_a_wrong_file_is(folder, color_model):
+    from conftest import make_image
+
+    model, labels = color_model
+    make_image(folder / "x.png", size=(8, 8))
+    os.mkfifo(folder / "a pipe.png")
+    (folder / "labels dir").mkdir()
+    cases = [
+        (["-m", model, "-l", folder / "labels dir", "-i", folder / "x.png"],
+         "--labelbin: " + f"{folder / 'labels dir'} is a folder, not a file"),
+        (["-m", model, "-l", labels, "-i", folder / "a pipe.png"],
+         "--image: " + f"{folder / 'a pipe.png'} is not a regular file"),
+    ]
+    for args, fragment in cases:
+        # Under a timeout: reading a FIFO would block.
+        result = run_script("classify.py", *args, "-o", folder / "out", cwd=folder, timeout=60)
+        assert_one_line_error(result, fragment)
+
+
+def test_a_model_given_as_the_label_file_is_named_in_one_line(color_model):
+    from pyimagesearch import persistence
+
+    model, _ = color_model
+    with pytest.raises(persistence.ArtifactError) as error:
+        persistence.load_label_binarizer(model)
+    assert str(error.value) == f"{model}: is a Keras model, not a label file (give the " \
+                               "lb.pickle written with it)"
+
+
+def test_weights_of_another_network_are_one_clear_line(tmp_path):
+    import warnings
+
+    from pyimagesearch import architecture
+
+    cnn = architecture.networks().build("cnn", image_size=28, channels=1, num_classes=3)
+    cnn.save(tmp_path / "digits.keras")
+    cnn.save_weights(tmp_path / "digits.weights.h5")
+    settings = {"arch": "mlp", "image_size": 28, "channels": 1, "lr": 1e-3}
+    for name, origin in (("digits.keras", "saved from the network 'cnn'"),
+                         ("digits.weights.h5", "saved from another network")):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with pytest.raises(architecture.ArchitectureError) as error:
+                architecture.build_model(3, dict(settings, weights=str(tmp_path / name)))
+        message = str(error.value)
+        assert "\n" not in message and not message.endswith(":"), message
+        assert origin in message and "do not fit --arch mlp" in message, message
+        assert not [w for w in seen if "keras" in str(w.filename)], seen[:3]

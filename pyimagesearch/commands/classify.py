@@ -61,8 +61,9 @@ def default_output(image_path):
 def main(argv=None):
     args = parse_args(argv)
     for flag, path in (("--model", args.model), ("--labelbin", args.labelbin)):
-        if not os.path.isfile(path):
-            cli.fail("classify.py", f"{flag}: file not found: {path}")
+        problem = cli.file_problem(path)
+        if problem:
+            cli.fail("classify.py", f"{flag}: {problem}")
     from pyimagesearch import imageio, inference
     from pyimagesearch.imageio import UnreadableImageError, open_rgb
 
@@ -95,7 +96,7 @@ def main(argv=None):
         if os.path.exists(folder) and not os.path.isdir(folder):
             cli.fail("classify.py", f"--output {folder}: is a file; several images need a folder")
         if not os.path.isdir(args.image) and not any(c in args.image for c in "*?["):
-            cli.fail("classify.py", f"--image: file not found: {args.image}")
+            cli.fail("classify.py", f"--image: {cli.file_problem(args.image)}")
         found = imageio.find_images(args.image, exclude=folder)
         if not found:
             cli.fail("classify.py", f"--image: no files found in or matching {args.image}")

@@ -55,8 +55,8 @@ def parse_args(argv=None):
                              "or MODEL.cache beside the model, shared with train.py)")
     args = parser.parse_args(argv)
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
-        if not os.path.isfile(path):
-            parser.error(f"argument {flag}: file not found: {path}")
+        if cli.file_problem(path):
+            parser.error(f"argument {flag}: {cli.file_problem(path)}")
     args.part = None  # with --split: the set of content hashes of that part
     if args.drift is not None:
         if not os.path.exists(args.drift):
