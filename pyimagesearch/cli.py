@@ -1,6 +1,7 @@
 """What train.py and classify.py share: one-line errors and exit codes."""
 
 import argparse
+import codecs
 import contextlib
 import math
 import os
@@ -191,15 +192,31 @@ def file_problem(path):
     return None
 
 
-def printable(name):
-    """A file name as text every page, report, JSON file and console can take.
+def _escape_file_name_bytes(error):
+    """Codec error handler: the bytes of a file name that were not UTF-8 (os.fsdecode keeps
+    each as a lone surrogate, U+DC80 to U+DCFF) as '\\xff'; anything else that the codec
+    cannot take as a backslash escape too."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else c.encode("ascii", "backslashreplace").decode("ascii")
+                   for c in text), error.end
 
-    A name that is not UTF-8 reaches Python with its odd bytes as lone surrogates
-    (os.fsdecode); writing those to a UTF-8 file or a strict stdout raises
-    UnicodeEncodeError. They are shown as escapes instead: b'notes\\xff.txt' reads
-    'notes\\xff.txt'. A name that is valid UTF-8 comes back unchanged.
+
+FILE_NAME_ERRORS = "pokedex-file-name"
+codecs.register_error(FILE_NAME_ERRORS, _escape_file_name_bytes)
+
+
+def printable(name):
+    """A file name (or a message holding one) as text every page, report and console takes.
+
+    A name that is not UTF-8 reaches Python with its odd bytes as lone surrogates;
+    writing those to a UTF-8 file or a strict stdout raises UnicodeEncodeError. They
+    are shown as escapes instead: b'notes\\xff.txt' reads 'notes\\xff.txt'. A name
+    that is valid UTF-8 comes back unchanged.
     """
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return os.fsdecode(name).encode("utf-8", FILE_NAME_ERRORS).decode("utf-8")
 
 
 def fail(prog, message, code=USAGE_ERROR):
@@ -209,7 +226,13 @@ def fail(prog, message, code=USAGE_ERROR):
 
 
 def run(main):
-    """Run a script's main(): Ctrl-C exits 130 and a closed pipe (`| head`) exits quietly."""
+    """Run a script's main(): Ctrl-C exits 130 and a closed pipe (`| head`) exits quietly.
+
+    A file name that is not UTF-8 never stops a command: where stdout is strict UTF-8
+    (a UTF-8 locale, PYTHONIOENCODING=utf-8:strict) its odd bytes print as escapes.
+    """
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors=FILE_NAME_ERRORS)
     try:
         return main()
     except KeyboardInterrupt:

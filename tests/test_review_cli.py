@@ -4,6 +4,7 @@ dataset, doctor.py's outputs, odd label files and images), and file names that a
 UTF-8 are shown, not crashed on."""
 
 import importlib
+import json
 import os
 import resource
 import subprocess
@@ -23,10 +24,11 @@ def limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
 
-def run_script(script, *args, cwd, env=None, timeout=60):
+def run_script(script, *args, cwd, env=None, timeout=60, limited=True):
+    """Run a script; `limited`: under limit_memory (TensorFlow reserves more address space)."""
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, script), *map(str, args)],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=limit_memory, env=env)
+                          preexec_fn=limit_memory if limited else None, env=env)
 
 
 def assert_one_line_error(result, *fragments):
@@ -224,3 +226,54 @@ def test_weights_of_another_network_are_one_clear_line(tmp_path):
         assert "\n" not in message and not message.endswith(":"), message
         assert origin in message and "do not fit --arch mlp" in message, message
         assert not [w for w in seen if "keras" in str(w.filename)], seen[:3]
+
+
+# --- item 15: file names that are not UTF-8 -------------------------------------------------
+
+def test_file_names_that_are_not_utf8_are_shown_not_crashed_on(folder):
+    """Trains (1 epoch, 16 px: ~10 s), then classifies and examines, stdout strict UTF-8."""
+    from conftest import make_noise_image
+
+    data = folder / "my data"
+    for label, name in enumerate(("red", "blue")):
+        (data / name).mkdir(parents=True)
+        for index in range(6):
+            make_noise_image(data / name / f"{index}.png", size=(16, 16), seed=10 * label + index)
+    odd_image = os.fsdecode(bytes(data / "red") + b"/bad\xffname.png")
+    make_noise_image(odd_image, size=(16, 16), seed=99)
+    with open(os.fsdecode(bytes(data / "red") + b"/notes\xff.txt"), "w") as handle:
+        handle.write("x")
+    strict = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
+    model = folder / "out" / "m.model"
+    trained = run_script("train.py", "-d", data, "-m", model, "-l", folder / "out" / "lb.pickle",
+                         "-p", folder / "out" / "plot.png", "--cache-dir", folder / "cache",
+                         "--arch", "cnn", "--image-size", 16, "--channels", 3, "--epochs", 1,
+                         "--batch-size", 8, "--val-split", 0.3, "--test-split", 0, cwd=folder,
+                         env=strict, timeout=300, limited=False)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    page = (folder / "out" / "m.model.report.html").read_text(encoding="utf-8")
+    assert "notes\\xff.txt" in page
+    classified = run_script("classify.py", "-m", model, "-l", folder / "out" / "lb.pickle",
+                            "-i", data, "-o", folder / "classified", cwd=folder, env=strict,
+                            timeout=300, limited=False)
+    assert classified.returncode == 0, classified.stderr[-3000:]
+    assert "red/bad\\xffname.png: " in classified.stdout
+    assert "skipped 1 (notes\\xff.txt)" in classified.stdout
+    examined = run_script("doctor.py", "-d", data, "--cache-dir", folder / "cache",
+                          "--output-prefix", folder / "doctor", cwd=folder, env=strict)
+    assert examined.returncode == 0, examined.stderr[-3000:]
+    assert "red/notes\\xff.txt: not an image file" in examined.stdout
+    report = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
+    assert report["findings"][0]["files"] == ["red/notes\\xff.txt"]
+
+
+def test_a_plot_of_mistakes_shows_a_name_that_is_not_utf8(tmp_path):
+    from pyimagesearch import evaluation
+
+    image = os.fsdecode(bytes(tmp_path) + b"/bad\xffname.png")
+    from conftest import make_image
+
+    make_image(image, size=(8, 8))
+    mistake = {"index": 0, "path": image, "true": "red", "predicted": "blue", "probability": 0.9}
+    evaluation.plot_worst([mistake], tmp_path / "worst.png")  # matplotlib: UnicodeEncodeError
+    assert (tmp_path / "worst.png").stat().st_size > 0

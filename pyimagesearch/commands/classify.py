@@ -72,8 +72,8 @@ def main(argv=None):
     skipped = []
 
     def skip(path, message):
-        skipped.append(path)
-        print(f"[WARNING] skipped {message}", file=sys.stderr)
+        skipped.append(cli.printable(path))
+        print(f"[WARNING] skipped {cli.printable(message)}", file=sys.stderr)
 
     if single:
         output = args.output or default_output(args.image)
@@ -132,7 +132,8 @@ def main(argv=None):
             elif single:
                 print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
             else:
-                print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
+                print("\n".join([f"{cli.printable(path)}: {lines[0]}"]
+                                 + ["    " + line for line in lines[1:]]))
             color = "unknown" if result["label"] == results.UNKNOWN else result["correct"]
             try:
                 annotated = annotate.annotated_copy(path, lines, color)
