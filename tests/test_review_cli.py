@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 
@@ -65,7 +66,7 @@ def folder(tmp_path):
      "--batch-size", "1 to 4096"),
 ])
 def test_sizes_past_the_bound_are_refused_when_parsing(folder, script, args, flag, valid):
-    line = assert_one_line_error(run_script(script, *args, cwd=folder), flag, valid)
+    assert_one_line_error(run_script(script, *args, cwd=folder), flag, valid)
     assert not list(folder.iterdir())  # no cache, no *.tmp-PID.npy
 
 
@@ -243,6 +244,8 @@ def test_file_names_that_are_not_utf8_are_shown_not_crashed_on(folder):
     make_noise_image(odd_image, size=(16, 16), seed=99)
     with open(os.fsdecode(bytes(data / "red") + b"/notes\xff.txt"), "w") as handle:
         handle.write("x")
+    odd_copy = os.fsdecode(bytes(data / "blue") + b"/z\xff copy.png")
+    shutil.copy(data / "blue" / "0.png", odd_copy)  # a duplicate, moved by --quarantine
     strict = dict(os.environ, PYTHONIOENCODING="utf-8:strict")
     model = folder / "out" / "m.model"
     trained = run_script("train.py", "-d", data, "-m", model, "-l", folder / "out" / "lb.pickle",
@@ -260,11 +263,16 @@ def test_file_names_that_are_not_utf8_are_shown_not_crashed_on(folder):
     assert "red/bad\\xffname.png: " in classified.stdout
     assert "skipped 1 (notes\\xff.txt)" in classified.stdout
     examined = run_script("doctor.py", "-d", data, "--cache-dir", folder / "cache",
-                          "--output-prefix", folder / "doctor", cwd=folder, env=strict)
+                          "--output-prefix", folder / "doctor", "--quarantine",
+                          folder / "quarantine", "--move", "duplicate", cwd=folder, env=strict)
     assert examined.returncode == 0, examined.stderr[-3000:]
     assert "red/notes\\xff.txt: not an image file" in examined.stdout
     report = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
     assert report["findings"][0]["files"] == ["red/notes\\xff.txt"]
+    assert not os.path.exists(odd_copy)
+    undone = run_script("doctor.py", "--undo", folder / "quarantine", cwd=folder, env=strict)
+    assert undone.returncode == 0 and "moved 1 file(s) back" in undone.stdout, undone.stderr
+    assert os.path.exists(odd_copy)  # the log kept its name byte for byte
 
 
 def test_a_plot_of_mistakes_shows_a_name_that_is_not_utf8(tmp_path):
