@@ -125,13 +125,13 @@ def _weights_misfit(weights, settings, num_classes, error):
     # message for object <Conv2D ...>:" then, lines later, the reason: keep the reason.
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reason = next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
-    saved_from = _saved_network_name(weights) if weights else None
+    if weights in (None, "imagenet"):
+        return f"--weights {weights}: {reason[:300]}"
+    saved_from = _saved_network_name(weights)
     if saved_from and saved_from != arch(settings):
         origin = f"saved from the network {saved_from!r}, "
-    elif weights and weights != "imagenet":
-        origin = "saved from another network, or at another size, channel or class count: "
     else:
-        origin = ""
+        origin = "saved from another network, or at another size, channel or class count: "
     return (f"--weights {weights}: {origin}they do not fit --arch {arch(settings)} at "
             f"{settings['image_size']} px, {settings['channels']} channel(s), {num_classes} "
             f"classes ({reason[:200].rstrip(':')})")
