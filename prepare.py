@@ -22,7 +22,7 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=cli.image_size, default=96,
                         help="images are resized to this square size, as train.py does "
                              "(default: %(default)s)")
-    parser.add_argument("--per-shard", type=cli.positive_int, default=1024,
+    parser.add_argument("--per-shard", type=cli.per_shard, default=1024,
                         help="images per shard file; give each worker at least one shard "
                              "(default: %(default)s)")
     parser.add_argument("--cache-dir", default=None,

@@ -15,6 +15,8 @@ takes --fine-tune-epochs (default half of --epochs), phase one the rest, or less
 --patience stops it early. The kept epoch is the lowest validation loss of either phase.
 """
 
+import warnings
+
 from pyimagesearch.checkpoints import OLDER_DEFAULTS
 from pyimagesearch.cli import quiet_stderr
 from pyimagesearch.dataset import DatasetError
@@ -105,13 +107,47 @@ def build_model(num_classes, settings):
     weights = settings.get("weights")
     weights = None if weights == "none" else weights
     try:
-        model = networks().build(arch(settings), image_size=settings["image_size"],
-                                 channels=settings["channels"], num_classes=num_classes,
-                                 weights=weights)
+        with warnings.catch_warnings():
+            # A file of another network makes Keras warn once per layer it cannot fill
+            # (a screen of them) before it raises: the one line below says it all.
+            warnings.simplefilter("ignore")
+            model = networks().build(arch(settings), image_size=settings["image_size"],
+                                     channels=settings["channels"], num_classes=num_classes,
+                                     weights=weights)
     except ValueError as error:  # a weights file of another network or size
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise ArchitectureError(f"--weights {weights}: {message}") from None
+        raise ArchitectureError(_weights_misfit(weights, settings, num_classes, error)) from None
     return compile_model(model, settings)
+
+
+def _weights_misfit(weights, settings, num_classes, error):
+    """One line for a weights file Keras could not load into this network."""
+    # Keras' message reads "A total of 12 objects could not be loaded. Example error
+    # message for object <Conv2D ...>:" then, lines later, the reason: keep the reason.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
+    if weights in (None, "imagenet"):
+        return f"--weights {weights}: {reason[:300]}"
+    saved_from = _saved_network_name(weights)
+    if saved_from and saved_from != arch(settings):
+        origin = f"saved from the network {saved_from!r}, "
+    else:
+        origin = "saved from another network, or at another size, channel or class count: "
+    return (f"--weights {weights}: {origin}they do not fit --arch {arch(settings)} at "
+            f"{settings['image_size']} px, {settings['channels']} channel(s), {num_classes} "
+            f"classes ({reason[:200].rstrip(':')})")
+
+
+def _saved_network_name(path):
+    """The model name a .keras file records (networks are built under their own name), or None;
+    a bare .weights.h5 file records none."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))["config"]["name"]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def compile_model(model, settings, lr_factor=1.0):

@@ -1,7 +1,9 @@
 """What train.py and classify.py share: one-line errors and exit codes."""
 
 import argparse
+import codecs
 import contextlib
+import math
 import os
 import sys
 
@@ -27,6 +29,9 @@ def _number_type(name, convert, accept, requirement, example):
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a {kind}, e.g. {example} (got {text!r})") from None
+        if convert is float and not math.isfinite(value):  # inf passes "v > 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number, e.g. {example} "
+                                             f"(got {text!r})")
         if not accept(value):
             raise argparse.ArgumentTypeError(f"must be {requirement}, e.g. {example} (got {value})")
         return value
@@ -35,9 +40,42 @@ def _number_type(name, convert, accept, requirement, example):
     return parse
 
 
+def _int_range(name, low, high, example):
+    """A whole number from `low` to `high`, both included."""
+    return _number_type(name, int, lambda v: low <= v <= high, f"{low} to {high}", example)
+
+
+# Upper bounds, checked when the flags are parsed, before any image is read. Each is far
+# above any sensible use and far below what exhausts memory or overflows int64:
+# - an image of 1024 x 1024 is 3 MB decoded (12 MB as float32 in a batch), so the decoded
+#   cache holds ~3 GB per 1,000 images; the networks here train at 28 to 300 px. At
+#   100,000 px one image would be 30 GB (review 23, item 13).
+MAX_IMAGE_SIZE = 1024
+# - 4,096 images of 224 px are 2.4 GB as float32, before the network's activations.
+MAX_BATCH_SIZE = 4096
+MAX_EPOCHS = 100_000
+MAX_TOP_K = 1000  # more than the model's classes lists them all
+MAX_LEARNING_RATE = 1.0  # Adam diverges well below it
+MAX_CHECKPOINT_SECONDS = 86_400  # a day: a hard kill loses at most this much work
+MAX_PER_SHARD = 100_000  # one shard file; 100,000 images of 96 px are 2.8 GB
+MAX_PROCESSES = 1024
+
 positive_int = _number_type("positive_int", int, lambda v: v > 0, "positive", 8)
 non_negative_int = _number_type("non_negative_int", int, lambda v: v >= 0, "0 or more", 5)
-image_size = _number_type("image_size", int, lambda v: v > 0, "positive", 96)  # per network: architecture.py
+# The smallest size that works is per network: architecture.py.
+image_size = _int_range("image_size", 1, MAX_IMAGE_SIZE, 96)
+batch_size = _int_range("batch_size", 1, MAX_BATCH_SIZE, 32)
+epochs = _int_range("epochs", 1, MAX_EPOCHS, 100)
+epochs_or_zero = _int_range("epochs_or_zero", 0, MAX_EPOCHS, 5)
+top_k = _int_range("top_k", 1, MAX_TOP_K, 3)
+per_shard = _int_range("per_shard", 1, MAX_PER_SHARD, 1024)
+process_count = _int_range("process_count", 1, MAX_PROCESSES, 2)
+process_id = _int_range("process_id", 0, MAX_PROCESSES - 1, 0)
+learning_rate = _number_type("learning_rate", float, lambda v: 0 < v <= MAX_LEARNING_RATE,
+                             f"above 0 and at most {MAX_LEARNING_RATE:g}", 1e-3)
+checkpoint_seconds = _number_type("checkpoint_seconds", float,
+                                  lambda v: 0 <= v <= MAX_CHECKPOINT_SECONDS,
+                                  f"0 to {MAX_CHECKPOINT_SECONDS} (a day)", 120)
 positive_float = _number_type("positive_float", float, lambda v: v > 0, "positive", 1e-3)
 non_negative_float = _number_type("non_negative_float", float, lambda v: v >= 0,
                                   "0 or more", 120)
@@ -47,7 +85,7 @@ fraction_or_zero = _number_type("fraction_or_zero", float, lambda v: 0 <= v < 1,
                                 "0 or more and below 1", 0.15)
 probability = _number_type("probability", float, lambda v: 0 <= v <= 1, "between 0 and 1", 0.6)
 MAX_SEED = 2**32 - 1  # numpy's and keras.utils.set_random_seed's largest
-seed = _number_type("seed", int, lambda v: 0 <= v <= MAX_SEED, f"0 to {MAX_SEED}", 42)
+seed = _int_range("seed", 0, MAX_SEED, 42)
 
 
 class LazyChoices:
@@ -142,6 +180,45 @@ def unwritable_reason(path):
     return None
 
 
+def file_problem(path):
+    """Why `path` is not a file to read, in words ('file not found: X', 'X is a folder, not a
+    file', 'X is not a regular file ...'), or None. A FIFO would block the reader forever."""
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a file"
+    if not os.path.exists(path):
+        return f"file not found: {path}"
+    if not os.path.isfile(path):
+        return f"{path} is not a regular file (a pipe, socket or device); give a file"
+    return None
+
+
+def _escape_file_name_bytes(error):
+    """Codec error handler: the bytes of a file name that were not UTF-8 (os.fsdecode keeps
+    each as a lone surrogate, U+DC80 to U+DCFF) as '\\xff'; anything else that the codec
+    cannot take as a backslash escape too."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else c.encode("ascii", "backslashreplace").decode("ascii")
+                   for c in text), error.end
+
+
+FILE_NAME_ERRORS = "pokedex-file-name"
+codecs.register_error(FILE_NAME_ERRORS, _escape_file_name_bytes)
+
+
+def printable(name):
+    """A file name (or a message holding one) as text every page, report and console takes.
+
+    A name that is not UTF-8 reaches Python with its odd bytes as lone surrogates;
+    writing those to a UTF-8 file or a strict stdout raises UnicodeEncodeError. They
+    are shown as escapes instead: b'notes\\xff.txt' reads 'notes\\xff.txt'. A name
+    that is valid UTF-8 comes back unchanged.
+    """
+    return os.fsdecode(name).encode("utf-8", FILE_NAME_ERRORS).decode("utf-8")
+
+
 def fail(prog, message, code=USAGE_ERROR):
     """Print `prog: error: message` on one line and exit with `code`."""
     print(f"{prog}: error: {message}", file=sys.stderr)
@@ -149,7 +226,13 @@ def fail(prog, message, code=USAGE_ERROR):
 
 
 def run(main):
-    """Run a script's main(): Ctrl-C exits 130 and a closed pipe (`| head`) exits quietly."""
+    """Run a script's main(): Ctrl-C exits 130 and a closed pipe (`| head`) exits quietly.
+
+    A file name that is not UTF-8 never stops a command: where stdout is strict UTF-8
+    (a UTF-8 locale, PYTHONIOENCODING=utf-8:strict) its odd bytes print as escapes.
+    """
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors=FILE_NAME_ERRORS)
     try:
         return main()
     except KeyboardInterrupt:

@@ -198,6 +198,8 @@ def _format_and_size(path):
 MOVABLE = tuple(kind for kind in ADVICE if kind not in ("unreadable", "small-class", "imbalance"))
 
 LOG_NAME = "quarantine-log.csv"
+# A file name that is not UTF-8 is logged byte for byte, so that --undo finds it again.
+LOG_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def files_to_move(report, kinds):
@@ -223,7 +225,7 @@ def quarantine(dataset_root, paths, destination, reason, log=print):
     log_path = os.path.join(destination, LOG_NAME)
     new_log = not os.path.exists(log_path)
     moved = []
-    with open(log_path, "a", newline="") as handle:
+    with open(log_path, "a", newline="", **LOG_ENCODING) as handle:
         writer = csv.writer(handle)
         if new_log:
             writer.writerow(["time", "from", "to", "reason"])
@@ -244,7 +246,7 @@ def quarantine(dataset_root, paths, destination, reason, log=print):
 def undo(destination, log=print):
     """Move every logged file back where it came from, unless something is there now."""
     log_path = os.path.join(destination, LOG_NAME)
-    with open(log_path, newline="") as handle:
+    with open(log_path, newline="", **LOG_ENCODING) as handle:
         rows = list(csv.DictReader(handle))
     restored, kept = 0, []
     for row in reversed(rows):
@@ -254,7 +256,7 @@ def undo(destination, log=print):
             restored += 1
         elif os.path.exists(row["to"]):
             kept.append(row)
-    with open(log_path, "w", newline="") as handle:  # what is still out, for a later undo
+    with open(log_path, "w", newline="", **LOG_ENCODING) as handle:  # what is still out, for a later undo
         writer = csv.DictWriter(handle, fieldnames=["time", "from", "to", "reason"])
         writer.writeheader()
         writer.writerows(reversed(kept))

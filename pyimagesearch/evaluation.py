@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from pyimagesearch import persistence  # noqa: E402
+from pyimagesearch.cli import printable  # noqa: E402
 from pyimagesearch.imageio import UnreadableImageError, open_rgb  # noqa: E402
 
 MIN_TRUSTED_SUPPORT = 20  # fewer test images than this: a class's numbers are noise
@@ -292,7 +293,7 @@ def plot_worst(worst, path, thumbnail_size=128):
         else:
             axis.text(0.5, 0.5, f"image #{mistake['index']}" if mistake["path"] is None
                       else "unreadable", ha="center", va="center", transform=axis.transAxes)
-        name = "" if mistake["path"] is None else os.path.basename(mistake["path"])
+        name = "" if mistake["path"] is None else printable(os.path.basename(mistake["path"]))
         axis.set_title(f"{mistake['true']} → {mistake['predicted']} "
                        f"({mistake['probability']:.0%})\n{name[:28]}", fontsize=8)
     figure.suptitle("Most confident mistakes (true → predicted)", fontsize=10)

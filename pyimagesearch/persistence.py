@@ -229,12 +229,16 @@ class _LabelBinarizerUnpickler(pickle.Unpickler):
 def load_label_binarizer(path):
     """Read lb.pickle without executing anything but LabelBinarizer/numpy setup."""
     data = _read_head(path, 64 * 1024 * 1024)
+    if data[:4] in (ZIP_SIGNATURE, HDF5_SIGNATURE[:4]):
+        raise ArtifactError(f"{path}: is a Keras model, not a label file (give the lb.pickle "
+                            "written with it)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # InconsistentVersionWarning on old pickles
             label_binarizer = _LabelBinarizerUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as error:
-        raise ArtifactError(f"{path}: unsafe or invalid label file ({error})") from None
+        reason = " ".join(str(error).split())  # pickle's messages can span lines
+        raise ArtifactError(f"{path}: unsafe or invalid label file ({reason})") from None
     except Exception as error:
         raise ArtifactError(f"{path}: not a label file ({type(error).__name__})") from None
     classes = getattr(label_binarizer, "classes_", None)

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from pyimagesearch import evaluation, plots
+from pyimagesearch.cli import printable
 
 TEMPLATE = "report.html.j2"
 MAX_CONFUSIONS = 10  # top confusions listed beside the matrix
@@ -30,7 +31,8 @@ def render(context, template=TEMPLATE):
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template(template).render(**context)
+    # File names that are not UTF-8 shown as escapes: the page is written as UTF-8.
+    return printable(environment.get_template(template).render(**context))
 
 
 def data_uri(png_bytes):

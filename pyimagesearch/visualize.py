@@ -217,6 +217,7 @@ def write_pictures(classifier, image_paths, output_folder, class_name=None, log=
     import os
 
     from pyimagesearch import plots
+    from pyimagesearch.cli import printable
     from pyimagesearch.imageio import UnreadableImageError, load_image
 
     model, size = classifier.model, classifier.image_size
@@ -240,17 +241,18 @@ def write_pictures(classifier, image_paths, output_folder, class_name=None, log=
         inputs = classifier.model_inputs(image[None])  # (1, S, S, 3)
         heat, probabilities, index = grad_cam(model, inputs, class_index)
         name = os.path.splitext(os.path.basename(path))[0]
+        shown = printable(name)  # matplotlib cannot draw a name that is not UTF-8
         caption = (f"{classifier.class_names[index]}: {probabilities[index]:.1%}"
                    + ("" if class_index is not None or index == probabilities.argmax()
                       else " (not the top answer)"))
-        tiles.append((image, upsample(heat, size), f"{name[:24]}\n{caption}"))
+        tiles.append((image, upsample(heat, size), f"{shown[:24]}\n{caption}"))
         if len(image_paths) > 1:
             continue
         for block, maps in feature_maps(model, inputs):
             written.append(os.path.join(output_folder, f"{name}.{block.replace(' ', '-')}.png"))
-            plots.plot_feature_maps(maps, written[-1], title=f"{name}, {block}")
+            plots.plot_feature_maps(maps, written[-1], title=f"{shown}, {block}")
         written.append(os.path.join(output_folder, f"{name}.gradcam.png"))
-        plots.plot_grad_cam(image, tiles[-1][1], f"{name}: Grad-CAM for {caption}", written[-1])
+        plots.plot_grad_cam(image, tiles[-1][1], f"{shown}: Grad-CAM for {caption}", written[-1])
     if len(image_paths) > 1 and tiles:
         written.append(os.path.join(output_folder, "gradcam-sheet.png"))
         plots.plot_grad_cam_sheet(tiles, written[-1])

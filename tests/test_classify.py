@@ -154,7 +154,7 @@ def test_min_confidence_answers_unknown(classify, tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--top-k", "0"], "--top-k: must be positive"),
+    (["--top-k", "0"], "--top-k: must be 1 to 1000"),
     (["--min-confidence", "1.5"], "--min-confidence: must be between 0 and 1"),
     (["--min-confidence", "high"], "--min-confidence: must be a number"),
     (["-i", "nowhere.png"], "--image: file not found: nowhere.png"),

@@ -140,16 +140,16 @@ def assert_usage_error(result, fragment):
 
 
 @pytest.mark.parametrize("flag,value,fragment", [
-    ("--epochs", "0", "must be positive"),
-    ("--epochs", "-3", "must be positive"),
-    ("--batch-size", "0", "must be positive"),
+    ("--epochs", "0", "must be 1 to 100000"),
+    ("--epochs", "-3", "must be 1 to 100000"),
+    ("--batch-size", "0", "must be 1 to 4096"),
     ("--val-split", "0", "between 0 and 1"),
     ("--val-split", "1", "between 0 and 1"),
     ("--val-split", "1.5", "between 0 and 1"),
     ("--epochs", "ten", "whole number"),
     ("--seed", "-1", "0 to 4294967295"),
     ("--seed", "4294967296", "0 to 4294967295"),
-    ("--checkpoint-every", "-5", "0 or more"),
+    ("--checkpoint-every", "-5", "0 to 86400"),
     ("--class-weight", "heavy", "invalid choice"),
     ("--lr-schedule", "cosine", "invalid choice"),
 ])

@@ -265,7 +265,7 @@ def test_the_script_writes_updates_and_fails_in_one_line(tmp_path):
         f"prepare.py: error: argument -d/--dataset: folder not found: {tmp_path / 'missing'}"]
     error = run_without_tensorflow("prepare", ["--dataset", root, "--output", tmp_path / "o",
                                                "--per-shard", 0], cwd=tmp_path)
-    assert "--per-shard: must be positive" in error
+    assert "--per-shard: must be 1 to 100000" in error
 
 
 def test_train_py_trains_on_a_shards_folder_like_on_the_images(prepared, tmp_path):

@@ -122,6 +122,8 @@ def test_visualize_py_one_image_and_a_folder(corner_model, tmp_path):
     for index, (image, label) in enumerate(zip(*corner_set(3, seed=11))):
         Image.fromarray(image).save(images / f"{CLASSES[label]}-{index}.png")
     (images / "notes.txt").write_text("not an image")
+    # A name that is not UTF-8 (review 23, item 15): matplotlib cannot draw it as it is.
+    Image.fromarray(corner_set(1, seed=12)[0][0]).save(os.fsdecode(bytes(images) + b"/odd\xff.png"))
     one = run_visualize("-m", model_path, "-l", labels_path, "-i", images / "square-2.png",
                         "-o", tmp_path / "out one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr

@@ -27,7 +27,7 @@ def parse_args(argv=None):
                             "_classified.png); several: a folder for them (default: output/). "
                             "Inputs are never overwritten")
     answer = parser.add_argument_group("answers")
-    answer.add_argument("--top-k", type=cli.positive_int, default=1,
+    answer.add_argument("--top-k", type=cli.top_k, default=1,
                         help="print the K most likely labels (default: %(default)s)")
     answer.add_argument("--min-confidence", type=cli.probability, default=0.0,
                         help="answer 'unknown' when the best probability is below this, "
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     answer.add_argument("--json", action="store_true",
                         help="print one JSON object per image on stdout (path, label, labels, "
                              "probabilities, true_label, correct); messages go to stderr")
-    answer.add_argument("--batch-size", type=cli.positive_int, default=32,
+    answer.add_argument("--batch-size", type=cli.batch_size, default=32,
                         help="images per model call (default: %(default)s)")
     answer.add_argument("--backend", choices=("auto", "keras"), default="auto",
                         help="'auto' runs train.py's LiteRT copy (MODEL.tflite) when the run id "
@@ -61,8 +61,9 @@ def default_output(image_path):
 def main(argv=None):
     args = parse_args(argv)
     for flag, path in (("--model", args.model), ("--labelbin", args.labelbin)):
-        if not os.path.isfile(path):
-            cli.fail("classify.py", f"{flag}: file not found: {path}")
+        problem = cli.file_problem(path)
+        if problem:
+            cli.fail("classify.py", f"{flag}: {problem}")
     from pyimagesearch import imageio, inference
     from pyimagesearch.imageio import UnreadableImageError, open_rgb
 
@@ -71,8 +72,8 @@ def main(argv=None):
     skipped = []
 
     def skip(path, message):
-        skipped.append(path)
-        print(f"[WARNING] skipped {message}", file=sys.stderr)
+        skipped.append(cli.printable(path))
+        print(f"[WARNING] skipped {cli.printable(message)}", file=sys.stderr)
 
     if single:
         output = args.output or default_output(args.image)
@@ -95,7 +96,7 @@ def main(argv=None):
         if os.path.exists(folder) and not os.path.isdir(folder):
             cli.fail("classify.py", f"--output {folder}: is a file; several images need a folder")
         if not os.path.isdir(args.image) and not any(c in args.image for c in "*?["):
-            cli.fail("classify.py", f"--image: file not found: {args.image}")
+            cli.fail("classify.py", f"--image: {cli.file_problem(args.image)}")
         found = imageio.find_images(args.image, exclude=folder)
         if not found:
             cli.fail("classify.py", f"--image: no files found in or matching {args.image}")
@@ -131,7 +132,8 @@ def main(argv=None):
             elif single:
                 print("\n".join([lines[0]] + ["  " + line for line in lines[1:]]))
             else:
-                print("\n".join([f"{path}: {lines[0]}"] + ["    " + line for line in lines[1:]]))
+                print("\n".join([f"{cli.printable(path)}: {lines[0]}"]
+                                 + ["    " + line for line in lines[1:]]))
             color = "unknown" if result["label"] == results.UNKNOWN else result["correct"]
             try:
                 annotated = annotate.annotated_copy(path, lines, color)

@@ -11,7 +11,7 @@ import os
 import sys
 
 from pyimagesearch import cli
-from pyimagesearch.doctor import MOVABLE as KINDS  # no TensorFlow
+from pyimagesearch.doctor import LOG_NAME, MOVABLE as KINDS  # no TensorFlow
 
 
 def parse_args(argv=None):
@@ -47,10 +47,30 @@ def parse_args(argv=None):
         parser.error("--quarantine DIR and --move KIND... go together")
     if "likely-mislabelled" in args.move and not args.model:
         parser.error("--move likely-mislabelled needs --model")
-    if args.quarantine and os.path.abspath(args.quarantine).startswith(
-            os.path.abspath(args.dataset) + os.sep):
-        parser.error("--quarantine must be outside the dataset folder")
+    for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
+        problem = path and cli.file_problem(path)
+        if problem:
+            parser.error(f"argument {flag}: {problem}")
+    if args.quarantine:
+        if _inside(args.quarantine, args.dataset):
+            # Files "moved" there would stay in the dataset, and train again.
+            parser.error(f"argument --quarantine: {args.quarantine} is inside the dataset "
+                         f"{args.dataset} (links followed); give a folder outside it")
+        problem = cli.unwritable_reason(os.path.join(args.quarantine, LOG_NAME))
+        if problem:
+            parser.error(f"argument --quarantine: {problem}")
+    args.output_prefix = (args.output_prefix
+                          or os.path.abspath(args.dataset).rstrip(os.sep) + ".doctor")
+    problem = cli.unwritable_reason(args.output_prefix + ".json")
+    if problem:
+        parser.error(f"argument --output-prefix: {problem}")
     return args
+
+
+def _inside(path, folder):
+    """Whether `path` is `folder` or under it, once links are resolved (it may not exist yet)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def main(argv=None):
@@ -64,10 +84,14 @@ def main(argv=None):
         return 0
     classifier, image_size = None, args.image_size
     if args.model:
+        from pyimagesearch import persistence
         from pyimagesearch.inference import Classifier
 
-        classifier = Classifier(args.model, args.labelbin, channel_order=args.channel_order,
-                                input_scale=args.input_scale)
+        try:
+            classifier = Classifier(args.model, args.labelbin, channel_order=args.channel_order,
+                                    input_scale=args.input_scale)
+        except persistence.ArtifactError as error:  # not a model, a label file of another run
+            cli.fail("doctor.py", str(error))
         image_size = classifier.image_size
     cache = args.cache_dir or dataset.default_cache_dir(args.model)
     try:
@@ -83,22 +107,45 @@ def main(argv=None):
         columns = [classifier.class_names.index(name) for name in folder.class_names]
         probabilities = classifier.predict_arrays(folder.images)[:, columns]
     findings = doctor.examine(folder, image_size, probabilities)
-    print_report(findings)
-    prefix = args.output_prefix or os.path.abspath(args.dataset).rstrip(os.sep) + ".doctor"
-    with open(prefix + ".json", "w") as handle:
-        json.dump(findings, handle, indent=1)
+    shown = printable(findings)  # the paths stay as they are on disk for the moves
+    print_report(shown)
+    prefix = args.output_prefix
     read = dataset.row_reader(folder.images)
-    shown = {path for finding in findings["findings"] for path in finding["files"][:60]}
-    rows = {path: row for row, path in enumerate(folder.paths) if path in shown}
-    thumbnails = {path: report.data_uri(report.png_bytes(Image.fromarray(read([row])[0])))
-                  for path, row in rows.items()}
-    with open(prefix + ".html", "w", encoding="utf-8") as handle:
-        handle.write(report.render(dict(findings, thumbnails=thumbnails), "doctor.html.j2"))
-    print(f"[INFO] wrote {prefix}.json and {prefix}.html")
+    listed = {path for finding in findings["findings"] for path in finding["files"][:60]}
+    rows = {path: row for row, path in enumerate(folder.paths) if path in listed}
+    thumbnails = {cli.printable(path): report.data_uri(report.png_bytes(
+        Image.fromarray(read([row])[0]))) for path, row in rows.items()}
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+        with open(prefix + ".json", "w", encoding="utf-8") as handle:
+            json.dump(shown, handle, indent=1)
+        with open(prefix + ".html", "w", encoding="utf-8") as handle:
+            handle.write(report.render(dict(shown, thumbnails=thumbnails), "doctor.html.j2"))
+    except OSError as error:  # the disk filled up, or the folder changed since the check
+        cli.fail("doctor.py", f"cannot write {prefix}.json/.html: {error.strerror or error}",
+                 code=1)
+    print(f"[INFO] wrote {cli.printable(prefix)}.json and {cli.printable(prefix)}.html")
     if args.quarantine:
         paths = doctor.files_to_move(findings, set(args.move))
-        doctor.quarantine(args.dataset, paths, args.quarantine, reason=" ".join(args.move))
+        try:
+            doctor.quarantine(args.dataset, paths, args.quarantine, reason=" ".join(args.move))
+        except OSError as error:  # each move done so far is in the log, for --undo
+            where = f"{cli.printable(error.filename)}: " if error.filename else ""
+            cli.fail("doctor.py", f"--quarantine: {where}{error.strerror or error} (the moves "
+                                  f"done are logged; undo: doctor.py --undo {args.quarantine})",
+                     code=1)
     return 0
+
+
+def printable(value):
+    """`value` (the findings) with every string a printable file name: cli.printable."""
+    if isinstance(value, str):
+        return cli.printable(value)
+    if isinstance(value, dict):
+        return {key: printable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(item) for item in value]
+    return value
 
 
 def print_report(findings):

@@ -31,7 +31,7 @@ def parse_args(argv=None):
                         help="score only the images of this part of the model's own training "
                              "split (MODEL.split.json, by content: images changed since "
                              "training are counted as missing)")
-    parser.add_argument("--epoch", type=cli.positive_int, default=None, metavar="N",
+    parser.add_argument("--epoch", type=cli.epochs, default=None, metavar="N",
                         help="score epoch N's weights instead of the kept epoch's (needs a "
                              "model trained with train.py --keep-epochs; probabilities "
                              "uncalibrated)")
@@ -45,9 +45,9 @@ def parse_args(argv=None):
                              "PREFIX.confusion.png, PREFIX.worst.png and the page "
                              "PREFIX.report.html; a folder (ending in /) gets report.txt, ... "
                              "inside (default: <model>.eval-<dataset folder name>)")
-    parser.add_argument("--top-k", type=cli.positive_int, default=3,
+    parser.add_argument("--top-k", type=cli.top_k, default=3,
                         help="also report top-k accuracy (default: %(default)s)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=32,
+    parser.add_argument("--batch-size", type=cli.batch_size, default=32,
                         help="images per model call (default: %(default)s)")
     cli.add_input_flags(parser)
     parser.add_argument("--cache-dir", default=None,
@@ -55,8 +55,8 @@ def parse_args(argv=None):
                              "or MODEL.cache beside the model, shared with train.py)")
     args = parser.parse_args(argv)
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
-        if not os.path.isfile(path):
-            parser.error(f"argument {flag}: file not found: {path}")
+        if cli.file_problem(path):
+            parser.error(f"argument {flag}: {cli.file_problem(path)}")
     args.part = None  # with --split: the set of content hashes of that part
     if args.drift is not None:
         if not os.path.exists(args.drift):

@@ -71,8 +71,8 @@ def main(argv=None):
     args = parse_args(argv)
     from pyimagesearch import exporters, persistence
 
-    if not os.path.isfile(args.labelbin):
-        cli.fail("export.py", f"--labelbin: file not found: {args.labelbin}")
+    if cli.file_problem(args.labelbin):
+        cli.fail("export.py", f"--labelbin: {cli.file_problem(args.labelbin)}")
     if args.dataset is not None and not os.path.isdir(args.dataset):
         cli.fail("export.py", f"--dataset: folder not found: {args.dataset}")
     plan = planned_outputs(args)

@@ -56,7 +56,7 @@ def parse_args(argv=None):
                               "or a weights file of MobileNetV3Small. Other networks: a "
                               "weights file saved from the same network to start from "
                               "(default: the network's own: ImageNet for the Lites, else random)")
-    network.add_argument("--fine-tune-epochs", type=cli.non_negative_int, default=None,
+    network.add_argument("--fine-tune-epochs", type=cli.epochs_or_zero, default=None,
                          metavar="N",
                          help="two-phase networks (transfer, efficientnet-lite*): epochs of "
                               "phase two, fine-tuning the whole network at a lower learning "
@@ -64,18 +64,18 @@ def parse_args(argv=None):
                               "the frozen backbone (default: 0 for the Lites, whose head trains "
                               "on cached features in seconds; half of --epochs for transfer)")
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=cli.positive_int, default=100,
+    training.add_argument("--epochs", type=cli.epochs, default=100,
                           help="maximum number of epochs (default: %(default)s, the tutorial's)")
-    training.add_argument("--batch-size", type=cli.positive_int, default=32,
+    training.add_argument("--batch-size", type=cli.batch_size, default=32,
                           help="images per step (default: %(default)s)")
-    training.add_argument("--lr", type=cli.positive_float, default=1e-3,
+    training.add_argument("--lr", type=cli.learning_rate, default=1e-3,
                           help="Adam's initial learning rate (default: %(default)s)")
     training.add_argument("--lr-schedule", choices=("plateau", "tutorial"), default="plateau",
                           help="'plateau': cut the learning rate to a tenth after 2 epochs "
                                "without a 1%% lower validation loss (down to lr/100); 'tutorial': "
                                "the tutorial's decay=lr/epochs, which after 100 epochs is "
                                "still at ~97%% of lr (default: %(default)s)")
-    training.add_argument("--patience", type=cli.non_negative_int, default=5,
+    training.add_argument("--patience", type=cli.epochs_or_zero, default=5,
                           help="stop after this many epochs without a 1%% lower validation loss; "
                                "0 never stops early, as the tutorial (default: %(default)s). "
                                "The epoch with the lowest validation loss is always the one saved")
@@ -108,7 +108,7 @@ def parse_args(argv=None):
                           help="discard the checkpoint of an interrupted run (MODEL.run/) "
                                "instead of resuming it; by default re-running the same command "
                                "resumes after the last completed epoch")
-    training.add_argument("--checkpoint-every", type=cli.non_negative_float, default=120.0,
+    training.add_argument("--checkpoint-every", type=cli.checkpoint_seconds, default=120.0,
                           metavar="SECONDS",
                           help="write a resumable checkpoint (model + optimizer, ~3x the "
                                "weights) when this many seconds have passed since the last "
@@ -130,9 +130,9 @@ def parse_args(argv=None):
     scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="several machines: the address of process 0, the same on every "
                             "machine; with --num-processes and --process-id")
-    scale.add_argument("--num-processes", type=cli.positive_int, default=None, metavar="N",
+    scale.add_argument("--num-processes", type=cli.process_count, default=None, metavar="N",
                        help="several machines: how many processes in all")
-    scale.add_argument("--process-id", type=cli.non_negative_int, default=None, metavar="K",
+    scale.add_argument("--process-id", type=cli.process_id, default=None, metavar="K",
                        help="several machines: this one's number, 0 to N-1; 0 writes the "
                             "checkpoints and the outputs")
     args = parser.parse_args(argv)

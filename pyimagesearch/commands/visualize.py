@@ -29,8 +29,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     _refuse_an_export(parser, args.model)
     for flag, path in (("-m/--model", args.model), ("-l/--labelbin", args.labelbin)):
-        if not os.path.isfile(path):
-            parser.error(f"argument {flag}: file not found: {path}")
+        if cli.file_problem(path):
+            parser.error(f"argument {flag}: {cli.file_problem(path)}")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         parser.error(f"argument -o/--output: {args.output} is a file; give a folder")
     return args
