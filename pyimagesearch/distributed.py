@@ -73,11 +73,6 @@ class WorkersInterrupted(KeyboardInterrupt):
 def check_settings(settings):
     """One-line ValueError for settings the workers cannot run."""
     count = settings["workers"]
-    if not settings.get("coordinator"):  # with --coordinator, one worker per machine
-        allowed, why = allowed_workers()
-        if count > allowed:
-            raise ValueError(f"--workers {count}: this machine can run at most {allowed} "
-                             f"worker processes ({why}); give --workers {allowed} or fewer")
     if settings["batch_size"] % count:
         raise ValueError(f"--batch-size {settings['batch_size']} must be divisible by "
                          f"--workers {count} (each process takes an equal share of a batch), "
@@ -87,6 +82,11 @@ def check_settings(settings):
     if str(settings.get("arch") or "").startswith("efficientnet-lite"):
         raise ValueError(f"--workers is not for --arch {settings['arch']}: its head trains on "
                          "cached features in one process in seconds; leave --workers out")
+    if not settings.get("coordinator"):  # with --coordinator, one worker per machine
+        allowed, why = allowed_workers()
+        if count > allowed:
+            raise ValueError(f"--workers {count}: this machine can run at most {allowed} "
+                             f"worker processes ({why}); give --workers {allowed} or fewer")
 
 
 def allowed_workers():
@@ -503,6 +503,9 @@ def worker_main(argv):
     keras.utils.set_random_seed(settings["seed"])  # the same on every process
     # The parent left the run folder (epoch 0 at least): every process loads it.
     run = training.prepare_run(data, settings, log=lambda *args, **kwargs: None)
+    # The checkpoint was compiled by TensorFlow on a CPU, where Keras turns XLA off
+    # (jit_compile False, saved with it): on JAX that runs every op eagerly.
+    run.model.jit_compile = True
     try:
         training.fit(run, data, settings, log, worker=worker)
     except training.TrainingDiverged as error:
