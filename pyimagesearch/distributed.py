@@ -26,10 +26,13 @@ When the workers are done the parent reloads the run folder and goes on as a
 single run does (confidence head, test report, LiteRT copy from TensorFlow,
 run page). A worker that exits or is killed makes the parent stop the others
 (SIGTERM, then SIGKILL) and exit 1 with one line; the same command resumes.
+A parent that is killed takes its workers with it (die_with_parent), and its
+settings file is removed by the next run (remove_orphaned_settings).
 """
 
 import contextlib
 import functools
+import glob
 import json
 import math
 import os
@@ -50,6 +53,11 @@ STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |\[Gloo\]|WARNING: All log messages before absl|"
                         r"E0000 |I0000 |W0000 |\s+@\s+0x|\*\*\* Check failure)")
 EPOCH_LINE = re.compile(r"^Epoch (\d+)/")
+# What one worker holds: the issue measured 0.9-1.4 GB each (JAX, TensorFlow, the
+# decoded images); the parent keeps as much again.
+WORKER_MEMORY = 1.5 * 2**30
+PARENT_VARIABLE = "POKEDEX_WORKERS_PARENT"  # the parent's pid, for die_with_parent
+SETTINGS_NAME = re.compile(r"^pokedex-workers-(\d+)-[^/]*\.json$")  # the pid that wrote it
 
 
 class WorkerDied(RuntimeError):
@@ -74,6 +82,40 @@ def check_settings(settings):
     if str(settings.get("arch") or "").startswith("efficientnet-lite"):
         raise ValueError(f"--workers is not for --arch {settings['arch']}: its head trains on "
                          "cached features in one process in seconds; leave --workers out")
+    if not settings.get("coordinator"):  # with --coordinator, one worker per machine
+        allowed, why = allowed_workers()
+        if count > allowed:
+            raise ValueError(f"--workers {count}: this machine can run at most {allowed} "
+                             f"worker processes ({why}); give --workers {allowed} or fewer")
+
+
+def allowed_workers():
+    """(how many workers this machine holds, why): one per CPU we may run on, and
+    WORKER_MEMORY each within the memory available, after the parent's share."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    memory = available_memory()
+    if memory is None:
+        return cpus, f"{cpus} CPUs"
+    by_memory = int(memory // WORKER_MEMORY) - 1
+    return max(1, min(cpus, by_memory)), (
+        f"{cpus} CPUs, {memory / 2**30:.1f} GB of memory available at about "
+        f"{WORKER_MEMORY / 2**30:.1f} GB a process, the parent's included")
+
+
+def available_memory():
+    """Bytes of memory available now (Linux: MemAvailable, within a cgroup's limit), or None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    with contextlib.suppress(OSError, ValueError):  # cgroup v2: a container's own limit
+        with open("/sys/fs/cgroup/memory.max") as limit, \
+                open("/sys/fs/cgroup/memory.current") as current:
+            available = min(available, int(limit.read()) - int(current.read()))
+    return available
 
 
 def fit_in_workers(run, data, settings, log):
@@ -129,7 +171,9 @@ def run_workers(settings, log, ranks=None):
     count = settings.get("num_processes") or settings["workers"]
     address = settings.get("coordinator") or f"127.0.0.1:{free_port()}"
     ranks = list(range(count)) if ranks is None else ranks
-    handle, settings_path = tempfile.mkstemp(prefix="pokedex-workers-", suffix=".json")
+    remove_orphaned_settings()
+    handle, settings_path = tempfile.mkstemp(prefix=f"pokedex-workers-{os.getpid()}-",
+                                             suffix=".json")
     with os.fdopen(handle, "w") as file:
         json.dump(settings, file)
     workers, readers, progress = [], [], {"epoch": 0}
@@ -139,12 +183,13 @@ def run_workers(settings, log, ranks=None):
                                KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
                                KERAS_DISTRIBUTION_NUM_PROCESSES=str(count),
                                KERAS_DISTRIBUTION_PROCESS_ID=str(rank),
-                               PYTHONUNBUFFERED="1",
+                               PYTHONUNBUFFERED="1", **{PARENT_VARIABLE: str(os.getpid())},
                                PYTHONPATH=os.pathsep.join(
                                    [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                     os.environ.get("PYTHONPATH", "")]))
             # Their own session: a terminal's Ctrl-C reaches the parent alone, which
             # then stops every worker (not a collective half-left by one of them).
+            # Started from the main thread: die_with_parent's signal follows the thread.
             worker = subprocess.Popen(
                 [sys.executable, "-m", "pyimagesearch.distributed", settings_path],
                 env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -162,6 +207,26 @@ def run_workers(settings, log, ranks=None):
         for reader in readers:
             reader.join(timeout=STOP_SECONDS)
         os.remove(settings_path)
+
+
+def remove_orphaned_settings(folder=None):
+    """Remove the settings files (pokedex-workers-PID-*.json) of parents no longer running:
+    a SIGKILLed train.py cannot remove its own."""
+    for path in glob.glob(os.path.join(folder or tempfile.gettempdir(), "pokedex-workers-*")):
+        match = SETTINGS_NAME.match(os.path.basename(path))
+        if match and not _running(int(match.group(1))):
+            with contextlib.suppress(OSError):  # another user's, or removed meanwhile
+                os.remove(path)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _forward(worker, show, progress):
@@ -396,8 +461,28 @@ class TestRecorder:
         return Recorder()
 
 
+def die_with_parent(parent_pid):
+    """End this worker when the parent ends, even while it waits in a collective (a futex,
+    deaf to SIGTERM): the kernel's SIGKILL on Linux (prctl PR_SET_PDEATHSIG), and
+    elsewhere a thread that polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PDEATHSIG
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)  # the parent is gone (before prctl, or no prctl here)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def worker_main(argv):
     """One worker: join the others, then training.fit on this process's share."""
+    if os.environ.get(PARENT_VARIABLE):
+        die_with_parent(int(os.environ[PARENT_VARIABLE]))
     with open(argv[0]) as handle:
         settings = json.load(handle)
     import jax
@@ -418,6 +503,9 @@ def worker_main(argv):
     keras.utils.set_random_seed(settings["seed"])  # the same on every process
     # The parent left the run folder (epoch 0 at least): every process loads it.
     run = training.prepare_run(data, settings, log=lambda *args, **kwargs: None)
+    # The checkpoint was compiled by TensorFlow on a CPU, where Keras turns XLA off
+    # (jit_compile False, saved with it): on JAX that runs every op eagerly.
+    run.model.jit_compile = True
     try:
         training.fit(run, data, settings, log, worker=worker)
     except training.TrainingDiverged as error:

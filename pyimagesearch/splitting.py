@@ -53,6 +53,9 @@ from pyimagesearch.dataset import DatasetError
 # bits). Crops are not caught (a 5% crop moves the hash by up to 14 bits).
 NEAR_DUPLICATE_BITS = 4
 GROUPS_FILE = "groups.csv"
+# reuse_split: the share of a stored split's images (by sha256) a folder must still
+# hold to count as the same dataset, grown or pruned, rather than another one.
+MIN_KEPT_SHARE = 0.5
 PARTS = ("train", "val", "test")  # row parts are 0, 1, 2: a larger number is more held out
 TRAIN, VAL, TEST = range(3)
 
@@ -132,8 +135,19 @@ def reuse_split(folder, stored_state, *, groups_file=None, log=print):
     Files not in the stored split go to training, except those grouped (same
     groups.csv group, exact or near duplicate) with a stored validation or test
     image: they follow it, so a new twin of a test image never trains.
+
+    The split is the dataset's fingerprint: a folder holding fewer than
+    MIN_KEPT_SHARE of its images is another dataset (a checkpoint of folder A
+    must not train on folder B), refused with the --restart hint; one with
+    images added, or a few removed or replaced, reuses it.
     """
     stored = _read_state(stored_state)
+    kept = len(set(stored).intersection(folder.hashes))
+    if kept < MIN_KEPT_SHARE * len(stored):
+        raise DatasetError(
+            f"{folder.root or 'the dataset'} is not the dataset the checkpoint was made on: "
+            f"only {kept} of the {len(stored)} images of its stored split are in it (at least "
+            f"{MIN_KEPT_SHARE:.0%} must be); run again with --restart to train from scratch")
     grouping = group_rows(folder, groups_file)
     parts = np.array([stored.get(sha256, -1) for sha256 in folder.hashes], dtype=np.int64)
     new = parts < 0

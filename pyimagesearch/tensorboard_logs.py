@@ -28,17 +28,23 @@ PARTS = ("train", "validation")
 GRID_IMAGES = 16  # augmented training images shown at the start
 
 
-def truncate(log_dir, last_epoch):
-    """Drop the events after step `last_epoch` from DIR/train and DIR/validation (0: all)."""
+def truncate(log_dir, last_epoch, log=print):
+    """Drop the events after step `last_epoch` from DIR/train and DIR/validation (0: all).
+
+    A damaged events file (cut short by a kill or a full disk) keeps its readable
+    events up to the damage, with one warning; training goes on in a new file.
+    """
     for part in PARTS:
         for path in glob.glob(os.path.join(log_dir, part, "*tfevents*")):
             if last_epoch == 0:
                 os.remove(path)
                 continue
-            events = [tf.compat.v1.Event.FromString(record.numpy())
-                      for record in tf.data.TFRecordDataset(path)]
+            events, damaged = _read_events(path)
+            if damaged:
+                log(f"[WARNING] {path}: damaged events file ({damaged}); kept its "
+                    f"{len(events)} readable events, new logs go to a new file")
             kept = [event for event in events if event.step <= last_epoch]
-            if len(kept) == len(events):
+            if len(kept) == len(events) and not damaged:
                 continue
             with persistence.atomic_path(path) as temporary:
                 with tf.io.TFRecordWriter(temporary) as writer:
@@ -46,12 +52,31 @@ def truncate(log_dir, last_epoch):
                         writer.write(event.SerializeToString())
 
 
+def _read_events(path):
+    """([Event] up to the first damaged record, None or what the damage is)."""
+    from google.protobuf.message import DecodeError
+
+    events = []
+    records = iter(tf.data.TFRecordDataset(path))
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return events, None
+        except tf.errors.DataLossError as error:  # truncated, or a CRC mismatch
+            return events, "cut short" if "truncated" in str(error) else "a corrupted record"
+        try:
+            events.append(tf.compat.v1.Event.FromString(record.numpy()))
+        except DecodeError as error:
+            return events, "an unreadable event"
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
     """Writes the per-epoch logs; `log_start` and `log_confusion` add the pictures."""
 
-    def __init__(self, log_dir, first_epoch, train_images):
+    def __init__(self, log_dir, first_epoch, train_images, log=print):
         super().__init__()
-        truncate(log_dir, first_epoch)
+        truncate(log_dir, first_epoch, log)
         self.log_dir, self.train_images = log_dir, train_images
         self.writers = {part: tf.summary.create_file_writer(os.path.join(log_dir, part))
                         for part in PARTS}

@@ -3,13 +3,17 @@ epoch 2 stops the other with one line; the same command resumes and finishes.
 
 Each worker writes, per epoch, a hash of its weights and what it was fed
 (POKEDEX_TEST_WEIGHTS_DIR, distributed.TestRecorder), and worker 1 SIGKILLs itself
-when epoch 2 begins (POKEDEX_TEST_KILL). Two runs of a tiny SmallerVGGNet, ~3 min
-on 2 cores (most of it JAX compiling); every subprocess has a timeout.
+when epoch 2 begins (POKEDEX_TEST_KILL). Two runs of a tiny SmallerVGGNet, under 2 min
+on 2 cores (most of it starting the workers and JAX compiling); every subprocess has a
+timeout.
 """
 
+import contextlib
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +41,10 @@ def records(folder):
 
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory):
+    from pyimagesearch import distributed
+
+    if distributed.allowed_workers()[0] < 2:
+        pytest.skip("this machine holds fewer than 2 workers: " + distributed.allowed_workers()[1])
     root = tmp_path_factory.mktemp("workers") / "with space"
     make_dataset(root / "data", count=20)  # 40 images: 24 train, 8 val, 8 test
     out = root / "out"
@@ -103,3 +111,71 @@ def test_workers_hold_identical_weights_and_see_one_process_worth(killed_then_re
         assert not set(first["rows"]) & set(second["rows"])
         assert len(first["rows"]) + len(second["rows"]) == train_images
     assert found[0, EPOCHS]["loss"] < found[0, 1]["loss"]
+
+
+# --- bounds and orphans (no training: a stub jax holds each worker in a futex) ----------------
+
+def test_more_workers_than_the_machine_holds_are_refused_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), "-d", str(tmp_path / "no data"),
+         "-m", str(tmp_path / "m.model"), "-l", str(tmp_path / "lb.pickle"),
+         "--workers", "4096", "--batch-size", "4096"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert re.fullmatch(r"train.py: error: --workers 4096: this machine can run at most (\d+) "
+                        r"worker processes \(\d+ CPUs.*\); give --workers \1 or fewer\n",
+                        result.stderr), result.stderr
+
+
+STUCK_JAX = """import os, threading
+open(os.path.join(os.environ["STUCK_READY"], str(os.getpid())), "w").close()
+lock = threading.Lock(); lock.acquire(); lock.acquire()  # a collective that never ends
+"""
+
+
+def gone(pid):
+    """True once `pid` has exited (a zombie whose new parent has not reaped it counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_parent_whose_settings_file_the_next_run_removes(tmp_path):
+    from pyimagesearch import distributed
+
+    stub, ready, temporary = tmp_path / "stub jax", tmp_path / "ready", tmp_path / "tmp dir"
+    for folder in (stub / "jax", ready, temporary):
+        folder.mkdir(parents=True)
+    (stub / "jax" / "__init__.py").write_text(STUCK_JAX)
+    environment = dict(os.environ, PYTHONPATH=str(stub), TMPDIR=str(temporary),
+                       STUCK_READY=str(ready))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "from pyimagesearch import distributed; "
+                               "distributed.run_workers({'workers': 2}, print)"],
+        cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = [int(name) for name in os.listdir(ready)]
+        assert len(workers) == 2, "the workers did not start"
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5  # the kernel's signal is at once; the poll takes 1 s
+        while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in workers if not gone(pid)] == [], "workers outlived the parent"
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    (left,) = temporary.iterdir()  # the killed parent's settings file
+    assert left.name.startswith(f"pokedex-workers-{parent.pid}-")
+    running = temporary / f"pokedex-workers-{os.getpid()}-x.json"  # a live parent's
+    running.write_text("{}")
+    distributed.remove_orphaned_settings(str(temporary))
+    assert list(temporary.iterdir()) == [running]

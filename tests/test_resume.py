@@ -4,6 +4,7 @@ The real-process SIGINT + SIGKILL test is in test_kill_resume.py."""
 
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -86,10 +87,22 @@ def test_ctrl_c_keeps_previous_outputs_and_the_completed_epochs(interrupted_run)
     assert (root / "m.model").read_bytes()[:2] == b"PK"
 
 
-def test_changed_class_folders_refuse_to_resume(interrupted_run):
+def test_changed_settings_dataset_or_class_folders_refuse_to_resume(interrupted_run):
+    from pyimagesearch.dataset import DatasetError
+
     root, _ = interrupted_run
     with pytest.raises(ResumeError, match="--image-size was 16"):
         training.train(settings_for(root, image_size=24), log=lambda message: None)
+    # Another dataset at the same path, with the same class names: not resumed.
+    os.rename(root / "data", root / "dataset A")
+    make_dataset(root / "data", count=40)
+    for path in (root / "data").glob("*/*.png"):
+        path.write_bytes(path.read_bytes() + b"another file")  # other content, same pixels
+    with pytest.raises(DatasetError, match="data is not the dataset the checkpoint was made on: "
+                                           "only 0 of the 80 images .*--restart"):
+        training.train(settings_for(root), log=lambda message: None)
+    shutil.rmtree(root / "data")
+    os.rename(root / "dataset A", root / "data")
     make_dataset(root / "more", classes=("eevee",), count=8)
     os.rename(root / "more" / "eevee", root / "data" / "eevee")
     with pytest.raises(ResumeError, match="class folders changed.*added: eevee.*--restart"):

@@ -274,6 +274,21 @@ def test_reuse_split_of_an_unchanged_folder_is_the_same_split():
     assert (again.new_rows, again.removed) == (0, 0)
 
 
+@pytest.mark.parametrize("replaced, refused", [(10, False), (11, True), (20, True)])
+def test_reuse_split_refuses_a_folder_holding_under_half_of_the_stored_images(replaced, refused):
+    folder, _ = synthetic_folder([[1] * 10, [1] * 10], root="other data")
+    state = split(folder, seed=2).to_state()
+    hashes = [f"{row:064x}" if row < replaced else sha for row, sha in enumerate(folder.hashes)]
+    changed = ImageFolder(folder.class_names, folder.paths, folder.labels, None, [], hashes,
+                          folder.phashes, folder.root)
+    if not refused:  # half of them still there: the same dataset, pruned and grown
+        assert reuse_split(changed, state, log=LogLines()).removed == replaced
+        return
+    with pytest.raises(DatasetError, match=f"^other data is not the dataset the checkpoint was "
+                       f"made on: only {20 - replaced} of the 20 images .*--restart"):
+        reuse_split(changed, state, log=LogLines())
+
+
 @pytest.mark.parametrize("state", [{}, {"train": [], "val": [1], "test": []}, []])
 def test_reuse_split_refuses_a_malformed_state(state):
     folder, _ = synthetic_folder([[1] * 4, [1] * 4])

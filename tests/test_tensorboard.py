@@ -61,7 +61,7 @@ def test_a_run_logs_scalars_graph_histograms_and_pictures(tmp_path):
     assert tags(validation, "images") == ["confusion matrix (validation)"]
 
 
-def test_a_resumed_run_appends_without_repeating_epochs(tmp_path, monkeypatch):
+def test_a_resumed_run_appends_without_repeating_epochs(tmp_path, monkeypatch, capsys):
     make_dataset(tmp_path / "data", count=16)
     settings = training_settings(tmp_path, epochs=4, tensorboard=str(tmp_path / "tb"))
     real_fit = keras.Model.fit
@@ -78,12 +78,36 @@ def test_a_resumed_run_appends_without_repeating_epochs(tmp_path, monkeypatch):
     for part in ("train", "validation"):
         with tf.summary.create_file_writer(str(tmp_path / "tb" / part)).as_default():
             tf.summary.scalar("epoch_loss", 99.0, step=3)
+    # A kill in the middle of a write cuts the interrupted run's own file short.
+    damaged = max((tmp_path / "tb" / "train").iterdir(), key=lambda path: path.stat().st_size)
+    damaged.write_bytes(damaged.read_bytes()[:-3])
+    capsys.readouterr()
     training.train(settings, log=lambda message: None)  # resumes after epoch 2
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
+    assert len(warnings) == 1 and str(damaged) in warnings[0], warnings
     for part in ("train", "validation"):
         logs = read_logs(tmp_path / "tb" / part)
         assert scalar_steps(logs, "epoch_loss") == [1, 2, 3, 4], part
         assert 99.0 not in [value for _, value in scalars(logs, "epoch_loss")]
     assert len(read_logs(tmp_path / "tb" / "train").Tensors("training images as read")) == 1
+
+
+def test_a_truncated_events_file_keeps_its_readable_events_with_one_warning(tmp_path):
+    from pyimagesearch import tensorboard_logs
+
+    folder = tmp_path / "tb logs" / "train"
+    with tf.summary.create_file_writer(str(folder)).as_default():
+        for step in (1, 2, 3):
+            tf.summary.scalar("epoch_loss", float(step), step=step)
+    (path,) = folder.iterdir()
+    path.write_bytes(path.read_bytes()[:-5])  # the last record cut short
+    lines = []
+    tensorboard_logs.truncate(str(tmp_path / "tb logs"), 2, log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith(f"[WARNING] {path}: damaged events file")
+    assert scalar_steps(read_logs(folder), "epoch_loss") == [1, 2]
+    with tf.summary.create_file_writer(str(folder)).as_default():  # logging goes on
+        tf.summary.scalar("epoch_loss", 3.0, step=3)
+    assert scalar_steps(read_logs(folder), "epoch_loss") == [1, 2, 3]
 
 
 def test_tensorboard_flag_naming_a_file_is_refused_before_tensorflow(tmp_path):
