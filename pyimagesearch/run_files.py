@@ -65,8 +65,8 @@ def read_split(model_path):
         raise RunFileError(f"{path}: unreadable split file ({error})") from None
     if run_id is not None and run_id != model_run_id(model_path):
         raise RunFileError(_other_run(path, run_id, model_path,
-                                      "a train.py run stopped while saving its outputs; run "
-                                      "the same train.py command again to finish it"))
+                                      "a train.py run was stopped while saving its outputs; "
+                                      "run that train.py command again"))
     return dataset, parts
 
 
