@@ -187,11 +187,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class KeepEpochs(keras.callbacks.Callback):
-    """train.py --keep-epochs: write every completed epoch's weights (run_files.py)."""
+    """train.py --keep-epochs: write every completed epoch's weights, named by run (run_files.py)."""
 
-    def __init__(self, model_path, weights_model=None):
+    def __init__(self, model_path, run_id, weights_model=None):
         super().__init__()
-        self.model_path = model_path
+        self.model_path, self.run_id = model_path, run_id
         self.weights_model = weights_model  # as EpochCheckpoint's
 
     def on_epoch_end(self, epoch, logs=None):
@@ -200,4 +200,4 @@ class KeepEpochs(keras.callbacks.Callback):
         logs = logs or {}
         if all(math.isfinite(float(logs.get(key, 0.0))) for key in ("loss", "val_loss")):
             model = self.model if self.weights_model is None else self.weights_model
-            run_files.save_epoch(self.model_path, epoch + 1, model.get_weights())
+            run_files.save_epoch(self.model_path, epoch + 1, model.get_weights(), self.run_id)

@@ -88,7 +88,9 @@ def write_report(probabilities, true_labels, class_names, output_prefix, paths=N
                               temporary, title=title)
     with persistence.atomic_path(files["worst.png"], ".png") as temporary:
         plot_worst(metrics["worst_misclassified"], temporary)
-    log(f"[INFO] wrote {', '.join(files.values())}")
+    announced = [path for kind, path in files.items() if kind not in (output_files or {})]
+    if announced:  # a caller that passed temporaries names the final files once renamed
+        log(f"[INFO] wrote {', '.join(announced)}")
     return dict(metrics, files=files)
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 import tempfile
 import warnings
@@ -35,12 +36,14 @@ def atomic_path(path, suffix=""):
     """Yield a temporary path beside `path`; on success rename it over `path`.
 
     `suffix` lets writers that check extensions (Keras wants .keras or .h5)
-    write to a name they accept, whatever the final name is.
+    write to a name they accept, whatever the final name is. The name holds the
+    writer's process id (.NAME.PID.RANDOM.tmpSUFFIX), so that one a killed
+    process left behind can be told from one being written (remove_stale_temporaries).
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
+        prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=folder
     )
     os.close(handle)
     os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
@@ -52,6 +55,56 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+# The end of atomic_path's names: .PID.RANDOM.tmp, then the writer's extension if any.
+_TEMPORARY_END = re.compile(r"\.(\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_temporaries(paths=(), folders=()):
+    """Remove atomic_path's temporaries whose writer is no longer running; return their paths.
+
+    `paths`: files whose temporaries (.NAME.PID...) are looked for beside them;
+    `folders`: folders whose every such temporary counts. A temporary of a
+    process still alive (this one, or a concurrent writer) is left alone.
+    """
+    wanted = {}  # folder -> basenames, or None for any
+    for path in paths:
+        wanted.setdefault(os.path.dirname(os.path.abspath(path)), set()).add(
+            os.path.basename(path))
+    for folder in folders:
+        wanted[os.path.abspath(folder)] = None
+    removed = []
+    for folder, bases in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY_END.search(entry.name)
+            name = entry.name.lstrip(".")  # a temporary's temporary starts with two dots
+            if not match or not entry.name.startswith(".") or (
+                    bases is not None and not any(name.startswith(f"{base}.") for base in bases)):
+                continue
+            try:
+                if _is_dead(int(match.group(1))) and entry.is_file(follow_symlinks=False):
+                    os.remove(entry.path)
+                    removed.append(entry.path)
+            except OSError:
+                pass  # gone already, or not ours to remove
+    return removed
+
+
+def _is_dead(pid):
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: another user's process, alive
+        return False
+    return False
 
 
 def write_bytes_atomic(path, data):
@@ -250,6 +303,30 @@ def load_label_binarizer(path):
 def file_sha256(path):
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
+
+
+def same_file(first, second):
+    """Whether two paths name one file: after links and `..`, or as hard links of one file."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one does not exist yet
+        return False
+
+
+def first_clash(outputs, inputs=None):
+    """The first two (name, path) of `outputs` (and an output and an `inputs` path) that are one file.
+
+    outputs, inputs: {what to call it in a message: path}. Returns None when
+    every output has a file of its own.
+    """
+    named = list(outputs.items())
+    for index, (name, path) in enumerate(named):
+        for other in named[index + 1:] + list((inputs or {}).items()):
+            if same_file(path, other[1]):
+                return (name, path), other
+    return None
 
 
 def sidecar_path(model_path, kind):

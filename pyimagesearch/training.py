@@ -3,7 +3,8 @@
 train.py parses arguments and calls `train(settings)`, which runs one step
 per function, top to bottom:
 
-    check_outputs   every output path is a writable file name (before any slow work)
+    check_outputs   every output path is a writable file name, each its own (before any
+                    slow work)
     resolve         the network's own image size and channels unless given, checked
                     against what it can take (architecture.py)
     load_data       scan and cache the images, drop classes with no readable image
@@ -20,7 +21,9 @@ per function, top to bottom:
     save_outputs    model, labels, LiteRT copy, descriptions, the split (for
                     evaluate.py --split), plot, test report and the run page
                     (<model>.report.html), written to temporaries and
-                    renamed together at the very end
+                    renamed together at the very end, the model last; each
+                    carries the run's id, so a reader can refuse a file of
+                    another run beside the model (a run killed between renames)
 """
 
 import contextlib
@@ -75,6 +78,7 @@ def train(settings, log=print):
     architecture.resolve(settings)  # before any image is read: the size decides the cache
     with locking.exclusive(f"{settings['model']}.lock",
                            f"the model {settings['model']} (and its run folder)"):
+        remove_stale_temporaries(settings, log)
         data = load_data(settings, log)
         # Imported only now, so dataset mistakes are reported without TF's slow start.
         log(f"[INFO] TensorFlow device: {import_tensorflow_quietly()}")
@@ -110,8 +114,24 @@ def train(settings, log=print):
     return run.state["history"]
 
 
+def output_paths(settings):
+    """{what: path} of every file a run writes (and folder it fills), the flags' first."""
+    from pyimagesearch import checkpoints, evaluation
+
+    model = settings["model"]
+    derived = {"LiteRT copy": f"{model}.tflite", "run page": f"{model}.report.html",
+               "split": run_files.split_path(model),
+               "class list": persistence.sidecar_path(model, "labels"),
+               "description": persistence.sidecar_path(model, "settings"),
+               **{f"test {kind}": path for kind, path in evaluation.output_paths(model).items()},
+               "lock": f"{model}.lock", "run folder": checkpoints.RunFolder(model).path,
+               "kept epochs folder": run_files.epochs_folder(model)}
+    return {"--model": model, "--labelbin": settings["labelbin"], "--plot": settings["plot"],
+            **{f"the model's {name} {path}": path for name, path in derived.items()}}
+
+
 def check_outputs(settings):
-    """Refuse output paths that are folders or cannot be written, before any slow work."""
+    """Refuse output paths that are folders, cannot be written or are one file, before any slow work."""
     for flag, key in (("--model", "model"), ("--labelbin", "labelbin"), ("--plot", "plot")):
         path = settings[key]
         if os.path.isdir(path):
@@ -125,6 +145,30 @@ def check_outputs(settings):
         except OSError as error:
             raise OutputPathError(f"{flag} {path}: cannot write in {folder} "
                                   f"({error.strerror or error})") from None
+    # One file for two outputs: the later write replaces the earlier (the label
+    # pickle over the model), and the run still exits 0.
+    outputs = output_paths(settings)
+    clash = persistence.first_clash(outputs)
+    if clash is not None:
+        (flag, path), (other, other_path) = clash
+        other = f"{other} {other_path}" if other.startswith("--") else other
+        raise OutputPathError(f"{flag} {path} and {other} are one file; give each output "
+                              "a file of its own")
+    run_folder = os.path.realpath(f"{settings['model']}.run") + os.sep
+    for flag in ("--labelbin", "--plot"):
+        if os.path.realpath(settings[flag[2:]]).startswith(run_folder):
+            raise OutputPathError(f"{flag} {settings[flag[2:]]} is inside the model's run "
+                                  f"folder {run_folder}, which training removes at the end; "
+                                  "give a file outside it")
+
+
+def remove_stale_temporaries(settings, log):
+    """Remove the temporary files a killed run of this model left (a model-sized one among them)."""
+    folders = [f"{settings['model']}.run", run_files.epochs_folder(settings["model"])]
+    removed = persistence.remove_stale_temporaries(output_paths(settings).values(), folders)
+    if removed:
+        log(f"[INFO] removed {len(removed)} temporary file(s) left by a run that was killed: "
+            + ", ".join(removed[:3]) + (", ..." if len(removed) > 3 else ""))
 
 
 def load_data(settings, log):
@@ -199,15 +243,21 @@ def prepare_run(data, settings, log):
         # training; new files go to training only.
         split = splitting.reuse_split(data.folder, state["split"], log=log)
         model = run_folder.load_model(state)
+        state.setdefault("run_id", uuid.uuid4().hex)  # a checkpoint of an older train.py
         log(f"[INFO] resuming after epoch {state['epoch']} from {run_folder.path} "
             "(use --restart to start over)")
     else:
         run_folder.clear()
-        run_files.clear_epochs(settings["model"])  # an earlier run's
+        # Abandoned runs' epochs go; the saved model's stay until a new model replaces it.
+        run_files.remove_epochs(settings["model"],
+                                keep={run_files.model_run_id(settings["model"]), None})
         split = splitting.make_split(data.folder, val_split=settings["val_split"],
                                      test_split=settings["test_split"], seed=settings["seed"],
                                      log=log)
         state = checkpoints.new_state(data.class_names, settings, split.to_state())
+        # Every output of the run carries it, as do its kept epochs: readers refuse
+        # a file of another run beside the model.
+        state["run_id"] = uuid.uuid4().hex
         state.update(architecture.new_state_fields(settings))
         model = build_model(data, settings)
     log(f"[INFO] {len(split.train)} training, {len(split.val)} validation and "
@@ -284,7 +334,8 @@ def fit(run, data, settings, log, worker=None):
         run.tensorboard = start_tensorboard(run, data, settings)
     extra = [] if run.tensorboard is None else [run.tensorboard]
     if settings.get("keep_epochs"):
-        extra.append(callbacks.KeepEpochs(settings["model"], weights_model=run.model))
+        extra.append(callbacks.KeepEpochs(settings["model"], run.state["run_id"],
+                                          weights_model=run.model))
     options = {"verbose": 1 if sys.stdout.isatty() else 2}
     if worker:  # steps per epoch, and process 0 alone logs and writes
         extra, options = worker.callbacks(extra), worker.fit_options(run.split)
@@ -497,7 +548,7 @@ def describe(run, data, settings, labelbin_bytes):
     history, best = run.state["history"], run.state["best_epoch"]
     return {
         "format": "pokedex",
-        "run_id": uuid.uuid4().hex,
+        "run_id": run.state["run_id"],
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "architecture": architecture.arch(settings),
         "class_names": data.class_names,
@@ -511,7 +562,7 @@ def describe(run, data, settings, labelbin_bytes):
         "settings": settings,
         "epochs_run": len(history["loss"]),
         "phase_one_epochs": run.state.get("phase_one_epochs"),  # two-phase networks
-        "kept_epochs": run_files.kept_epochs(settings["model"]),
+        "kept_epochs": run_files.kept_epochs(settings["model"], run.state["run_id"]),
         "best_epoch": best,
         "best_val_loss": float(history["val_loss"][best - 1]),
         "best_val_accuracy": float(history["val_accuracy"][best - 1]),
@@ -558,10 +609,15 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
     description = describe(run, data, settings, labelbin_bytes)
     held_out = held_out or score_held_out(run, data, test_probabilities, settings)
     metrics = None
+    run_id = description["run_id"]
     with interrupts.deferred(), contextlib.ExitStack() as stack:
         def temporary(path, suffix=""):
             return stack.enter_context(persistence.atomic_path(path, suffix))
 
+        # Renamed in the reverse order: the model, entered first, is renamed last.
+        # Until it is, readers see the previous model, and the files of this run
+        # already beside it carry another run id, which they refuse (a kill here).
+        model_file = temporary(model_path, ".keras")
         if test_probabilities is not None:
             report_files = {kind: temporary(path, os.path.splitext(path)[1]) for kind, path in
                             evaluation.output_paths(model_path).items()}
@@ -571,16 +627,19 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
                 paths=[os.path.join(settings["dataset"], data.folder.paths[row]) for row in rows],
                 extra={"split": "test", "test_split": settings["test_split"],
                        "seed": settings["seed"], "split_groups": description["split"],
+                       "run_id": run_id,
                        "calibration": {**calibration_summary(run.calibration),
                                        "bins_before": run.calibration["bins_before"],
                                        "bins_after": run.calibration["bins_after"]}},
-                log=log, output_files=report_files, notes=[split_note(run.split)])
+                log=log, output_files=report_files,
+                notes=[split_note(run.split), f"run id {run_id} (the model's)"])
+            for kind in ("confusion.png", "worst.png"):
+                tag_png(report_files[kind], run_id)
             description["test_accuracy"] = metrics["accuracy"]
-        model_file = temporary(model_path, ".keras")
         persistence.save_model(run.model, model_file, description)
         confidence.embed_head(model_file, run.head)  # read back by inference.Classifier
         with open(temporary(settings["labelbin"]), "wb") as handle:
-            handle.write(labelbin_bytes)
+            handle.write(labelbin_bytes)  # tied to the model by its sha256 in the description
         # A LiteRT copy lets classify.py answer in ~0.3 s without TensorFlow; the
         # run id inside both files ties it to this model.
         tflite_path = f"{model_path}.tflite"
@@ -599,17 +658,34 @@ def save_outputs(run, data, test_probabilities, settings, log, held_out=None):
             temporary(persistence.sidecar_path(model_path, "settings")), description)
         persistence.write_json_atomic(temporary(run_files.split_path(model_path)),
                                       run_files.split_record(settings["dataset"],
-                                                             run.split.to_state()))
+                                                             run.split.to_state(), run_id))
         plot_path = temporary(settings["plot"], ".png")
         plot_history(run.state["history"], plot_path, best_epoch=description["best_epoch"])
+        tag_png(plot_path, run_id)
         with open(plot_path, "rb") as handle:
             plot_png = handle.read()
         page = run_page(run, data, settings, description, held_out, metrics, plot_png)
         with open(temporary(f"{model_path}.report.html", ".html"), "w", encoding="utf-8") as handle:
             handle.write(page)
+    # The model is replaced: the previous one's kept epochs go (this run's stay).
+    run_files.remove_epochs(model_path, keep={run_id})
     log(f"[INFO] saved model to {model_path}, labels to {settings['labelbin']}, "
         f"plot to {settings['plot']}, run page to {model_path}.report.html")
+    if metrics is not None:
+        log("[INFO] wrote the test report: "
+            + ", ".join(evaluation.output_paths(model_path).values()))
     return description
+
+
+def tag_png(path, run_id):
+    """Put the run id in a PNG's text chunks ("pokedex-run-id"); the pixels stay as they are."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("pokedex-run-id", run_id)
+    with Image.open(path) as image:
+        image.load()
+    image.save(path, format="PNG", pnginfo=info)
 
 
 def run_page(run, data, settings, description, held_out, metrics, plot_png):

@@ -1,13 +1,16 @@
 """The outputs of one training run land together, and an interrupted run leaves nothing behind."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 pytest.importorskip("tensorflow")
 
 from conftest import training_settings  # noqa: E402
-from pyimagesearch import training  # noqa: E402
+from pyimagesearch import run_files, training  # noqa: E402
 from test_resume import make_dataset  # noqa: E402
 
 # Every file a run with a test split writes beside the model, and the plot.
@@ -41,15 +44,100 @@ def dataset(tmp_path_factory):
     return root / "shared data"
 
 
-def settings_for(root, dataset):
-    return training_settings(root, dataset=str(dataset), epochs=2, test_split=0.2)
+def settings_for(root, dataset, **overrides):
+    return training_settings(root, dataset=str(dataset), epochs=2, test_split=0.2, **overrides)
 
 
-def test_a_run_writes_every_output(tmp_path, dataset):
-    training.train(settings_for(tmp_path, dataset), log=lambda m: None)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, dataset):
+    """One run with --keep-epochs, and what it logged."""
+    root = tmp_path_factory.mktemp("first run")
+    logs = []
+    training.train(settings_for(root, dataset, keep_epochs=True), log=logs.append)
+    return root, logs
+
+
+def test_a_run_writes_every_output_with_its_run_id(first_run):
+    from PIL import Image
+
+    from pyimagesearch import litert
+
+    root, logs = first_run
     for name in OUTPUTS:
-        assert (tmp_path / name).stat().st_size > 0, name
-    assert not leftovers(tmp_path)
+        assert (root / name).stat().st_size > 0, name
+    assert not leftovers(root)
+    run_id = run_files.model_run_id(root / "m.model")
+    assert len(run_id) == 32
+    for name in ("m.model.split.json", "m.model.settings.json", "m.model.metrics.json"):
+        assert json.loads((root / name).read_text())["run_id"] == run_id, name
+    assert litert.read_metadata(root / "m.model.tflite")["run_id"] == run_id
+    for name in ("plot.png", "m.model.confusion.png", "m.model.worst.png"):
+        with Image.open(root / name) as image:
+            assert image.text["pokedex-run-id"] == run_id, name
+    assert f"run id {run_id}" in (root / "m.model.report.txt").read_text()
+    assert f'<meta name="pokedex-run-id" content="{run_id}">' in \
+        (root / "m.model.report.html").read_text()
+    assert sorted(os.listdir(root / "m.model.epochs")) == [
+        f"epoch-000{epoch}.{run_id}.weights.npz" for epoch in (1, 2)]
+    # The files are named once renamed, not as the temporaries they were written to.
+    assert not [line for line in logs if ".tmp" in line], logs
+    report = [line for line in logs if line.startswith("[INFO] wrote the test report")]
+    assert len(report) == 1 and str(root / "m.model.metrics.json") in report[0]
+
+
+def test_a_new_run_keeps_the_previous_models_epochs_until_it_replaces_it(
+        first_run, tmp_path, dataset, monkeypatch):
+    """A second run used to clear <model>.epochs/ when it started (stopped before the end,
+    it left the previous model without its epochs, and `--epoch 1` scored the new run's);
+    killed between its final renames, it mixed the two runs' files (evaluate.py --split
+    scored the new split's test images with the old model); its temporaries stayed."""
+    import shutil
+
+    root = tmp_path / "second run"
+    shutil.copytree(first_run[0], root)
+    # Every epoch checkpointed, so the same command then only has to save.
+    settings = settings_for(root, dataset, keep_epochs=True, restart=True, checkpoint_every=0)
+    model = settings["model"]
+    first = json.loads((root / "m.model.settings.json").read_text())["run_id"]
+    previous = {name: (root / "m.model.epochs" / name).read_bytes()
+                for name in os.listdir(root / "m.model.epochs")}
+    previous_model = (root / "m.model").read_bytes()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id no longer running: the killed run's
+    stale = [root / f".m.model.{dead.pid}.k1ll3d00.tmp.keras",
+             root / f".plot.png.{dead.pid}.k1ll3d00.tmp.png"]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+
+    # Killed at its last rename, the model's: every other file is already renamed.
+    real_replace = os.replace
+
+    def killed_at_the_model(source, target):
+        if os.fspath(target) == model:
+            raise OSError(5, "killed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_model)
+    with pytest.raises(OSError):
+        training.train(settings, log=lambda m: None)
+    monkeypatch.setattr(os, "replace", real_replace)
+    for name, data in previous.items():  # the model's epochs, whole, and still its own
+        assert (root / "m.model.epochs" / name).read_bytes() == data
+    assert (root / "m.model").read_bytes() == previous_model
+    assert not any(path.exists() for path in stale)
+    assert run_files.check_epoch(model, 1).endswith(f"epoch-0001.{first}.weights.npz")
+    second = json.loads((root / "m.model.split.json").read_text())["run_id"]
+    assert second != first and run_files.kept_epochs(model, second) == [1, 2]
+    with pytest.raises(run_files.RunFileError, match=f"another training run .run id {second}"):
+        run_files.read_split(model)
+
+    # The same command again finishes: the new model, with its own epochs only.
+    training.train({**settings, "restart": False}, log=lambda m: None)
+    assert run_files.model_run_id(model) == second
+    assert run_files.read_split(model)[0] == os.path.abspath(dataset)
+    assert sorted(os.listdir(root / "m.model.epochs")) == [
+        f"epoch-000{epoch}.{second}.weights.npz" for epoch in (1, 2)]
+    assert not leftovers(root)
 
 
 @pytest.mark.parametrize("failing", ["plot_history", "export_tflite"])

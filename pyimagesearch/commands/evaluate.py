@@ -92,6 +92,14 @@ def parse_args(argv=None):
         problem = cli.unwritable_reason(path)
         if problem:
             parser.error(f"argument --output-prefix: {problem}")
+    from pyimagesearch import persistence
+
+    clash = persistence.first_clash({path: path for path in page_and_output_paths(prefix)},
+                                    {"-m/--model": args.model, "-l/--labelbin": args.labelbin})
+    if clash is not None:
+        (path, _), (flag, _) = clash
+        parser.error(f"argument --output-prefix: the report file {path} would overwrite "
+                     f"{flag} {getattr(args, flag.split('--')[1])}; choose another prefix")
     return args
 
 
