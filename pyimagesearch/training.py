@@ -331,7 +331,7 @@ def fit(run, data, settings, log, worker=None):
         .take(callbacks.PreciseBatchNorm.MAX_BATCHES))  # shuffled, not augmented
     state = run.state
     if settings.get("tensorboard"):
-        run.tensorboard = start_tensorboard(run, data, settings)
+        run.tensorboard = start_tensorboard(run, data, settings, log)
     extra = [] if run.tensorboard is None else [run.tensorboard]
     if settings.get("keep_epochs"):
         extra.append(callbacks.KeepEpochs(settings["model"], run.state["run_id"],
@@ -377,12 +377,12 @@ def check_diverged(run, settings):
         raise TrainingDiverged("no epoch completed with a finite validation loss")
 
 
-def start_tensorboard(run, data, settings):
+def start_tensorboard(run, data, settings, log=print):
     """A TensorBoard logger for this run; a fresh run also logs the graph and augmented images."""
     from pyimagesearch import pipeline, tensorboard_logs
 
     logger = tensorboard_logs.TensorBoardLogger(settings["tensorboard"], run.state["epoch"],
-                                                len(run.split.train))
+                                                len(run.split.train), log)
     if run.state["epoch"] == 0:  # a resumed run logged these already
         # Spread over the training rows (they are in class order), so every class shows.
         rows = np.asarray(run.split.train)
