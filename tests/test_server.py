@@ -448,13 +448,13 @@ def test_serve_on_loopback_says_where_without_a_warning(trained, capsys, monkeyp
 
 @pytest.mark.parametrize("flags, env_token, words", [
     (["--batch-wait-ms", "1e12"], None, "--batch-wait-ms: must be between 0 and 1000"),
-    (["--batch-wait-ms", "inf"], None, "--batch-wait-ms: must be between 0 and 1000"),
-    (["--max-upload-mb", "inf"], None, "--max-upload-mb: must be between 0.001 and 1024"),
+    (["--batch-wait-ms", "inf"], None, "--batch-wait-ms: must be a finite number"),
+    (["--max-upload-mb", "inf"], None, "--max-upload-mb: must be a finite number"),
     (["--max-upload-mb", "1e-9"], None, "--max-upload-mb: must be between 0.001 and 1024"),
     (["--max-batch", "10000000000000000000"], None, "--max-batch: must be between 1 and 1024"),
     (["--max-queue", "1e9"], None, "--max-queue: must be a whole number"),
     (["--top-k", "5000"], None, "--top-k: must be between 1 and 1000"),
-    (["--read-timeout-s", "nan"], None, "--read-timeout-s: must be between 0.1 and 3600"),
+    (["--read-timeout-s", "nan"], None, "--read-timeout-s: must be a finite number"),
     (["--max-connections", "1"], None, "--max-connections: must be between 2 and 100000"),
     (["--shutdown-timeout-s", "-1"], None, "--shutdown-timeout-s: must be between 0 and 600"),
     ([], "   ", "$POKEDEX_TOKEN: must not be empty or blank"),
