@@ -170,9 +170,11 @@ def test_transfer_interrupted_in_phase_two_resumes_there_and_not_as_another_netw
 
 # Every network through the whole product, in-process and small: train (one epoch),
 # the Python API through the LiteRT copy and through Keras (the two must agree), and
-# evaluate.py's code. Sizes: each network's smallest that is cheap (transfer needs 32).
+# evaluate.py's code. Sizes: each network's smallest that is cheap (transfer needs 32);
+# the sequence networks unroll their GRUs over the image's rows, so their cost grows with
+# the size: 6, as in test_networks.py.
 EVERY_SIZE = {"transfer": 32, "smallervggnet": 24, "efficientnet-lite0": 32,
-              "efficientnet-lite2": 32}
+              "efficientnet-lite2": 32, "rnn": 6, "birnn": 6, "cnn-rnn": 6}
 
 
 @pytest.mark.parametrize("arch", [  # Lite2 is Lite0's code: with `make test-all` only
