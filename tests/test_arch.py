@@ -1,7 +1,7 @@
 """train.py --arch end to end: networks other than SmallerVGGNet train, classify and evaluate.
 
 Real scripts in subprocesses on a tiny dataset in a folder with a space (cnn grey at 12 px
-with --keep-epochs, rnn); the usage errors of --image-size, --channels and --epoch; and,
+with --keep-epochs, rnn at 6); the usage errors of --image-size, --channels and --epoch; and,
 in-process, a transfer run interrupted in its second phase that resumes there (and
 refuses to resume as another network).
 """
@@ -95,7 +95,7 @@ def test_cnn_grey_trains_classifies_and_evaluates_its_split_and_epochs(folder):
 
 
 def test_a_sequence_network_trains_and_classifies_and_epoch_needs_keep_epochs(folder):
-    model, labels = train(folder, "rnn", "--arch", "rnn", "--image-size", 12, "--epochs", 1)
+    model, labels = train(folder, "rnn", "--arch", "rnn", "--image-size", 6, "--epochs", 1)
     description = json.loads((folder / "rnn.model.settings.json").read_text())
     assert description["architecture"] == "rnn" and description["input_channels"] == 1
     result = run_script("classify.py", "-m", model, "-l", labels,
