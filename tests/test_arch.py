@@ -1,7 +1,9 @@
 """train.py --arch end to end: networks other than SmallerVGGNet train, classify and evaluate.
 
-Real scripts in subprocesses on a tiny dataset in a folder with a space (cnn grey at 12 px
-with --keep-epochs, rnn at 6); the usage errors of --image-size, --channels and --epoch; and,
+train.py in a subprocess on a tiny dataset in a folder with a space (cnn grey at 12 px
+with --keep-epochs, rnn at 6), then classify.py's and evaluate.py's main() in-process on
+what it wrote (their own files run them as subprocesses: test_classify.py, test_drift.py);
+the usage errors of --image-size, --channels and --epoch; and,
 in-process, a transfer run interrupted in its second phase that resumes there (and
 refuses to resume as another network).
 """
@@ -17,7 +19,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-from conftest import REPO_ROOT, ctrl_c_in_epoch, training_settings  # noqa: E402
+from conftest import REPO_ROOT, ctrl_c_in_epoch, run_main, training_settings  # noqa: E402
 from pyimagesearch import training  # noqa: E402
 from pyimagesearch.checkpoints import ResumeError  # noqa: E402
 
@@ -37,6 +39,12 @@ def run_script(script, *args, cwd):
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, script), *map(str, args)],
                           cwd=cwd, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+
+
+def run_in_process(script, *args, capsys):
+    """`script`.main(args) in this process (TensorFlow already loaded), as run_script answers."""
+    code, out, err = run_main(script.removesuffix(".py"), args, capsys)
+    return subprocess.CompletedProcess(script, code, out, err)
 
 
 def error_lines(result):
@@ -59,7 +67,7 @@ def train(folder, name, *args):
     return model, folder / f"{name}.pickle"
 
 
-def test_cnn_grey_trains_classifies_and_evaluates_its_split_and_epochs(folder):
+def test_cnn_grey_trains_classifies_and_evaluates_its_split_and_epochs(folder, capsys):
     model, labels = train(folder, "cnn", "--arch", "cnn", "--image-size", 12,
                           "--channels", 1, "--epochs", 2, "--keep-epochs")
     description = json.loads((folder / "cnn.model.settings.json").read_text())
@@ -71,39 +79,40 @@ def test_cnn_grey_trains_classifies_and_evaluates_its_split_and_epochs(folder):
     from pyimagesearch.inference import Classifier
 
     assert Classifier(str(model), str(labels)).backend == "litert"  # the grey conv converts
-    result = run_script("classify.py", "-m", model, "-l", labels,
-                        "-i", folder / "data" / "red" / "0.png", "--output", folder / "out",
-                        cwd=folder)
+    result = run_in_process("classify.py", "-m", model, "-l", labels,
+                            "-i", folder / "data" / "red" / "0.png", "--output", folder / "out",
+                            capsys=capsys)
     assert result.returncode == 0, result.stderr
     assert any(name in result.stdout for name in COLOURS), result.stdout
 
-    result = run_script("evaluate.py", "-m", model, "-l", labels, "--split", "val", cwd=folder)
+    result = run_in_process("evaluate.py", "-m", model, "-l", labels, "--split", "val",
+                            capsys=capsys)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((folder / "cnn.model.eval-val.metrics.json").read_text())
     assert metrics["num_images"] == description["val_images"] and metrics["split"] == "val"
     assert "of the" in result.stdout and "validation images of the split found" in result.stdout
 
-    result = run_script("evaluate.py", "-m", model, "-l", labels, "--split", "train",
-                        "--epoch", 1, cwd=folder)
+    result = run_in_process("evaluate.py", "-m", model, "-l", labels, "--split", "train",
+                            "--epoch", 1, capsys=capsys)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((folder / "cnn.model.eval-train-epoch1.metrics.json").read_text())
     assert metrics["num_images"] == description["train_images"] and metrics["epoch"] == 1
 
-    result = run_script("evaluate.py", "-m", model, "-l", labels, "--split", "val",
-                        "--epoch", 9, cwd=folder)
+    result = run_in_process("evaluate.py", "-m", model, "-l", labels, "--split", "val",
+                            "--epoch", 9, capsys=capsys)
     assert result.returncode == 2 and "epochs 1-2" in error_lines(result)[0]
 
 
-def test_a_sequence_network_trains_and_classifies_and_epoch_needs_keep_epochs(folder):
+def test_a_sequence_network_trains_and_classifies_and_epoch_needs_keep_epochs(folder, capsys):
     model, labels = train(folder, "rnn", "--arch", "rnn", "--image-size", 6, "--epochs", 1)
     description = json.loads((folder / "rnn.model.settings.json").read_text())
     assert description["architecture"] == "rnn" and description["input_channels"] == 1
-    result = run_script("classify.py", "-m", model, "-l", labels,
-                        "-i", folder / "data" / "blue" / "1.png", "--output", folder / "out",
-                        cwd=folder)
+    result = run_in_process("classify.py", "-m", model, "-l", labels,
+                            "-i", folder / "data" / "blue" / "1.png", "--output", folder / "out",
+                            capsys=capsys)
     assert result.returncode == 0, result.stderr
-    result = run_script("evaluate.py", "-m", model, "-l", labels, "--split", "val",
-                        "--epoch", 1, cwd=folder)
+    result = run_in_process("evaluate.py", "-m", model, "-l", labels, "--split", "val",
+                            "--epoch", 1, capsys=capsys)
     lines = error_lines(result)
     assert result.returncode == 2 and len(lines) == 1 and "--keep-epochs" in lines[0], \
         result.stderr
